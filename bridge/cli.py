@@ -1,0 +1,161 @@
+"""The ``bridge`` command: run, demo, check, db."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from bridge.errors import ConfigError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Homework Bridge: therapy homework from the EHR to the client and back.",
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
+app.add_typer(db_app, name="db")
+console = Console()
+err = Console(stderr=True)
+
+ConfigOption = typer.Option(..., "--config", "-c", help="The YAML configuration file.")
+
+
+def _load(path: Path):
+    from bridge.config import load_settings
+
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        err.print(f"[bold red]configuration error{'s' if len(exc.problems) > 1 else ''}:[/]")
+        for problem in exc.problems:
+            err.print(f"  {problem}", highlight=False, markup=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def check(config: Path = ConfigOption) -> None:
+    """Validate the configuration and print what would run."""
+    from bridge.clock import SystemClock
+    from bridge.rendering import Renderer
+    from bridge.service import build_connectors
+    from bridge.store.db import make_engine, normalise_url
+
+    settings = _load(config)
+    try:
+        connectors = build_connectors(settings, SystemClock())
+        Renderer(settings.messages.templates_dir, settings.practice.default_language)
+    except (ConfigError, FileNotFoundError) as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    url = make_engine(settings.database.url).url.render_as_string(hide_password=True)
+    del normalise_url
+    console.print(f"[bold]{settings.practice.name}[/] ({settings.practice.timezone})")
+    console.print(f"database: {url}")
+    for conf in settings.connectors:
+        state = "" if conf.enabled else " (disabled)"
+        lines = connectors[conf.name].describe() if conf.name in connectors else []
+        console.print(
+            f"connector {conf.name}: {conf.type}, poll every "
+            f"{conf.poll_interval_seconds:g}s{state}" + "".join(f"; {x}" for x in lines)
+        )
+    sender = "console (prints messages)" if settings.channels.sms == "console" else "twilio"
+    console.print(f"sms channel: {sender}")
+    quiet = settings.cadence.quiet_hours
+    steps = ", ".join(f"{s.name} ({s.anchor}{s.offset_hours:+g}h)" for s in settings.cadence.steps)
+    console.print(f"cadence: {steps}; quiet hours {quiet.start:%H:%M}-{quiet.end:%H:%M} local")
+    for code, override in settings.cadence.overrides.items():
+        console.print(f"  override {code}: " + ", ".join(s.name for s in override))
+    console.print(f"public url: {settings.server.public_url or '(not set: no status callbacks)'}")
+    console.print("[green]configuration is valid[/]")
+
+
+@app.command()
+def run(config: Path = ConfigOption) -> None:
+    """Run the service: migrations, then the web app and the scheduler."""
+    import uvicorn
+
+    from bridge.service import Bridge
+    from bridge.store.db import make_engine, upgrade
+    from bridge.web.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = _load(config)
+    engine = make_engine(settings.database.url)
+    upgrade(engine)
+    try:
+        bridge = Bridge(settings, engine=engine)
+    except ConfigError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    uvicorn.run(
+        create_app(bridge, run_scheduler=True),
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level="info",
+    )
+
+
+@app.command()
+def demo(
+    seed: int = typer.Option(7, help="Seed for the simulated caseload."),
+    clients: int = typer.Option(20, min=3, max=24, help="How many simulated clients."),
+    days: int = typer.Option(14, min=1, max=28, help="Simulated days."),
+) -> None:
+    """The whole loop on embedded defaults: SQLite, a simulated EHR, the console channel."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bridge.demo import run_demo
+    from bridge.reports import render_scorecard
+
+    console.print("[bold]Homework Bridge demo[/]: a simulated practice, two weeks on a fast clock")
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("starting", total=1)
+
+        def progress(n, total, now, sent, replies, notes) -> None:
+            if n % 8 and n != total:
+                return
+            bar.update(
+                task,
+                completed=n,
+                total=total,
+                description=f"{now:%a %d %b %H:%M} UTC  texts sent {sent:>3}  "
+                f"replies {replies:>3}  notes written {notes:>3}",
+            )
+
+        result = run_demo(seed=seed, clients=clients, days=days, progress=progress)
+    console.print(render_scorecard(result.scorecard))
+    console.print(f"(database kept at {result.db_url.removeprefix('sqlite:///')})", style="dim")
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: Path = ConfigOption, revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from bridge.store.db import current_revision, make_engine, upgrade
+
+    settings = _load(config)
+    engine = make_engine(settings.database.url)
+    upgrade(engine, revision)
+    console.print(f"database at revision {current_revision(engine)}")
+
+
+@db_app.command("current")
+def db_current(config: Path = ConfigOption) -> None:
+    """Print the database's schema revision."""
+    from bridge.store.db import current_revision, make_engine
+
+    settings = _load(config)
+    console.print(current_revision(make_engine(settings.database.url)) or "(empty)")
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,79 @@
+"""Outbox claims as leases.
+
+A claim moves due rows to their in-flight state with ``lease_until`` and ``leased_by``
+in one statement. On PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED`` so several
+replicas share one database without taking the same row; SQLite is single-node.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from bridge.store.models import Reminder, WriteBack
+
+
+def claim(
+    session: Session,
+    model: type[Reminder] | type[WriteBack],
+    *,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    worker: str,
+) -> list[int]:
+    """Lease up to ``limit`` due rows to ``worker``; return their ids, oldest first."""
+    if model is Reminder:
+        ready, claimed, due = "scheduled", "sending", Reminder.scheduled_for
+    else:
+        ready, claimed, due = "pending", "writing", WriteBack.due_at
+    stmt = (
+        select(model.id)
+        .where(model.state == ready, due <= now)
+        .order_by(due, model.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    ids = list(session.exec(stmt).all())
+    if ids:
+        session.exec(
+            update(model)
+            .where(model.id.in_(ids))
+            .values(
+                state=claimed,
+                lease_until=now + lease,
+                leased_by=worker,
+                attempts=model.attempts + 1,
+                updated_at=now,
+            )
+        )
+    return ids
+
+
+def expire_leases(session: Session, *, now: datetime) -> tuple[int, int]:
+    """Settle rows whose worker vanished mid-flight.
+
+    A reminder left ``sending`` may have reached the provider: it is never resent blind.
+    It becomes ``failed`` (outcome unknown) unless a status callback settles it first.
+    A write-back left ``writing`` is retried: notes are keyed by the bridge's identifier,
+    so writing one again cannot duplicate it.
+    """
+    reminders = session.exec(
+        update(Reminder)
+        .where(Reminder.state == "sending", Reminder.lease_until < now)
+        .values(
+            state="failed",
+            last_error="outcome unknown: worker stopped mid-send; not resent",
+            lease_until=None,
+            updated_at=now,
+        )
+    ).rowcount
+    writebacks = session.exec(
+        update(WriteBack)
+        .where(WriteBack.state == "writing", WriteBack.lease_until < now)
+        .values(state="pending", lease_until=None, updated_at=now)
+    ).rowcount
+    return reminders or 0, writebacks or 0

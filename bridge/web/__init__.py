@@ -1,0 +1,1 @@
+"""HTTP surface: health, provider webhooks, connector webhooks."""
