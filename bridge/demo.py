@@ -18,6 +18,8 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sqlmodel import select
+
 from bridge.channels.console import ConsoleChannel
 from bridge.clock import ManualClock
 from bridge.config import Settings, parse_settings
@@ -32,7 +34,7 @@ from bridge.domain import (
 from bridge.reports import Scorecard, load_scorecard
 from bridge.service import Bridge
 from bridge.store.db import make_engine, session_scope, upgrade
-from bridge.store.models import Patient
+from bridge.store.models import ConsentEvent, Patient
 
 LIBRARY = {
     "thought_record": ("Thought record", 3, "3 times a week", "10 minutes"),
@@ -344,17 +346,11 @@ def run_demo(
 
     with session_scope(engine) as session:
         card = load_scorecard(session)
-        stopper = session.query(Patient).filter(Patient.phone_e164 == stop_phone).first()
-        from bridge.store.models import ConsentEvent
-
-        stop_event = (
-            session.query(ConsentEvent)
-            .filter(ConsentEvent.patient_id == stopper.id, ConsentEvent.opted_in.is_(False))
-            .first()
-            if stopper
-            else None
-        )
-        stop_at = stop_event.at if stop_event else None
+        stop_at = session.exec(
+            select(ConsentEvent.at)
+            .join(Patient, Patient.id == ConsentEvent.patient_id)
+            .where(Patient.phone_e164 == stop_phone, ConsentEvent.opted_in.is_(False))
+        ).first()
     sent_log = list(channel.sent)
     result = DemoResult(
         card,

@@ -110,8 +110,13 @@ def settings() -> Settings:
 def build_bridge(url: str, clock: ManualClock, settings: Settings | None = None) -> Bridge:
     engine = make_engine(url)
     upgrade(engine)
-    return Bridge(settings or make_settings(), clock=clock, engine=engine,
-                  channel=ConsoleChannel(), worker_id="test-worker")
+    return Bridge(
+        settings or make_settings(),
+        clock=clock,
+        engine=engine,
+        channel=ConsoleChannel(),
+        worker_id="test-worker",
+    )
 
 
 @pytest.fixture

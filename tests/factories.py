@@ -13,8 +13,9 @@ def patient(ext: str = "p1", phone: str | None = "+13125550101", **kw) -> Patien
     return PatientData(ext, kw.pop("name", "Alex Client"), phone=phone, **kw)
 
 
-def assignment(ext: str, assigned_at: datetime, days: float = 7, patient_ext: str = "p1",
-               **kw) -> AssignmentData:
+def assignment(
+    ext: str, assigned_at: datetime, days: float = 7, patient_ext: str = "p1", **kw
+) -> AssignmentData:
     return AssignmentData(
         external_id=ext,
         patient_external_id=patient_ext,

@@ -87,14 +87,24 @@ def test_completed_assignment_is_not_reminded(bridge):
     from bridge.capture import handle_inbound_sms
 
     with session_scope(bridge.engine) as s:
-        handle_inbound_sms(s, sender="+13125550101", body="DONE", message_sid="SM1",
-                           settings=bridge.settings, renderer=bridge.renderer,
-                           now=bridge.clock.now())
+        handle_inbound_sms(
+            s,
+            sender="+13125550101",
+            body="DONE",
+            message_sid="SM1",
+            settings=bridge.settings,
+            renderer=bridge.renderer,
+            now=bridge.clock.now(),
+        )
     bridge.clock.advance(timedelta(days=9))
     assert bridge.dispatch().sent == 0
     states = {k: v.state for k, v in reminders(bridge).items()}
-    assert states == {"on_assign": "sent", "mid_window": "cancelled", "near_due": "cancelled",
-                      "overdue": "cancelled"}
+    assert states == {
+        "on_assign": "sent",
+        "mid_window": "cancelled",
+        "near_due": "cancelled",
+        "overdue": "cancelled",
+    }
 
 
 def test_opted_out_client_is_skipped_at_send_time(bridge):
@@ -147,7 +157,8 @@ def test_retries_are_bounded(bridge):
 def test_permanent_failures_update_consent_and_contact(bridge):
     setup_one(bridge)
     bridge.channel = FlakyChannel(
-        PermanentSendError("opted out", code=21610, consequence="opted_out"))
+        PermanentSendError("opted out", code=21610, consequence="opted_out")
+    )
     assert bridge.dispatch().failed == 1
     with Session(bridge.engine) as s:
         p = s.exec(select(Patient)).one()
@@ -159,7 +170,8 @@ def test_permanent_failures_update_consent_and_contact(bridge):
 def test_unusable_number_is_remembered(bridge):
     setup_one(bridge)
     bridge.channel = FlakyChannel(
-        PermanentSendError("landline", code=30006, consequence="unusable_number"))
+        PermanentSendError("landline", code=30006, consequence="unusable_number")
+    )
     bridge.dispatch()
     bridge.clock.advance(timedelta(days=4))
     bridge.dispatch()  # the mid-window reminder is skipped: no usable phone
@@ -173,8 +185,14 @@ def test_a_send_whose_worker_died_is_never_resent_blind(any_bridge):
     bridge = any_bridge
     setup_one(bridge)
     with session_scope(bridge.engine) as s:  # a worker claims, then dies before recording
-        ids = claim(s, Reminder, now=bridge.clock.now(), limit=10, lease=timedelta(seconds=120),
-                    worker="dead-worker")
+        ids = claim(
+            s,
+            Reminder,
+            now=bridge.clock.now(),
+            limit=10,
+            lease=timedelta(seconds=120),
+            worker="dead-worker",
+        )
     assert len(ids) == 1
     assert bridge.dispatch().claimed == 0  # leased: nobody else takes it
     bridge.clock.advance(timedelta(seconds=121))
@@ -201,8 +219,9 @@ def test_concurrent_claims_never_overlap(pg_url, clock):
         barrier.wait()
         while True:
             with session_scope(bridge.engine) as s:
-                ids = claim(s, Reminder, now=clock.now(), limit=3,
-                            lease=timedelta(seconds=60), worker=name)
+                ids = claim(
+                    s, Reminder, now=clock.now(), limit=3, lease=timedelta(seconds=60), worker=name
+                )
             if not ids:
                 return
             claimed.append(ids)

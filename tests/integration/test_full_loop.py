@@ -26,19 +26,26 @@ SMS_URL = "https://bridge.example.org/webhooks/twilio/sms"
 def text_in(client: TestClient, sender: str, body: str, sid: str):
     form = {"From": sender, "To": "+13125550199", "Body": body, "MessageSid": sid}
     signature = RequestValidator(TOKEN).compute_signature(SMS_URL, form)
-    return client.post("/webhooks/twilio/sms", content=urlencode(form),
-                       headers={"X-Twilio-Signature": signature,
-                                "Content-Type": "application/x-www-form-urlencoded"})
+    return client.post(
+        "/webhooks/twilio/sms",
+        content=urlencode(form),
+        headers={
+            "X-Twilio-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
 
 
 def test_full_loop(any_bridge):
     bridge, clock = any_bridge, any_bridge.clock
     ehr = bridge.connectors["ehr"]
-    seed(ehr,
-         patient("p1", "+13125550101", timezone="America/Chicago"),
-         patient("p2", "+13125550102", timezone="America/Los_Angeles"),
-         patient("p3", "+13125550103", timezone="America/New_York", language="es"),
-         patient("p4", "+13125550104", timezone="America/Chicago"))
+    seed(
+        ehr,
+        patient("p1", "+13125550101", timezone="America/Chicago"),
+        patient("p2", "+13125550102", timezone="America/Los_Angeles"),
+        patient("p3", "+13125550103", timezone="America/New_York", language="es"),
+        patient("p4", "+13125550104", timezone="America/Chicago"),
+    )
     start = clock.now()
     for i, p in enumerate(("p1", "p2", "p3", "p4"), start=1):
         ehr.assign(assignment(f"hw-{i}", start - timedelta(minutes=30), days=7, patient_ext=p))
@@ -66,8 +73,10 @@ def test_full_loop(any_bridge):
             with Session(bridge.engine) as s:
                 step = s.get(Reminder, message.reminder_id).step
             for sender, body in replies.get(step, []):
-                if sender.replace(" ", "").replace("(", "").replace(")", "").replace("-", "") \
-                        != message.to:
+                if (
+                    sender.replace(" ", "").replace("(", "").replace(")", "").replace("-", "")
+                    != message.to
+                ):
                     continue
                 sid += 1
                 response = text_in(client, sender, body, f"SM{sid:032d}")
@@ -81,11 +90,16 @@ def test_full_loop(any_bridge):
     with Session(bridge.engine) as s:
         reminders = {r.id: r for r in s.exec(select(Reminder)).all()}
         rows = {a.external_id: a for a in s.exec(select(Assignment)).all()}
-    assert len({(reminders[m.reminder_id].assignment_id, reminders[m.reminder_id].step)
-                for m in sent}) == len(sent)
+    assert len(
+        {(reminders[m.reminder_id].assignment_id, reminders[m.reminder_id].step) for m in sent}
+    ) == len(sent)
     # none was sent during the client's quiet hours
-    zones = {"+13125550101": "America/Chicago", "+13125550102": "America/Los_Angeles",
-             "+13125550103": "America/New_York", "+13125550104": "America/Chicago"}
+    zones = {
+        "+13125550101": "America/Chicago",
+        "+13125550102": "America/Los_Angeles",
+        "+13125550103": "America/New_York",
+        "+13125550104": "America/Chicago",
+    }
     quiet = bridge.settings.cadence.quiet_hours
     for message, at in sent_at:
         assert not cadence.in_quiet_hours(at, zones[message.to], quiet), (message.to, at)

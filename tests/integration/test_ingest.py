@@ -91,8 +91,9 @@ def test_cursor_commits_with_each_page_and_a_crash_rereads(bridge, monkeypatch):
         (patient("p9", phone="+13125550109", timezone="Mars/Olympus"), "unknown time zone"),
     ],
 )
-def test_bad_input_is_rejected_whole_and_the_rest_of_the_page_goes_on(any_bridge, bad_patient,
-                                                                       reason):
+def test_bad_input_is_rejected_whole_and_the_rest_of_the_page_goes_on(
+    any_bridge, bad_patient, reason
+):
     bridge = any_bridge
     ehr = bridge.connectors["ehr"]
     seed(ehr, patient("p1"), bad_patient)
