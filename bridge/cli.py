@@ -42,7 +42,7 @@ def check(config: Path = ConfigOption) -> None:
     from bridge.clock import SystemClock
     from bridge.rendering import Renderer
     from bridge.service import build_connectors
-    from bridge.store.db import make_engine, normalise_url
+    from bridge.store.db import make_engine
 
     settings = _load(config)
     try:
@@ -52,7 +52,6 @@ def check(config: Path = ConfigOption) -> None:
         err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
         raise typer.Exit(2) from None
     url = make_engine(settings.database.url).url.render_as_string(hide_password=True)
-    del normalise_url
     console.print(f"[bold]{settings.practice.name}[/] ({settings.practice.timezone})")
     console.print(f"database: {url}")
     for conf in settings.connectors:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 import httpx
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http import HttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -105,6 +105,8 @@ class TwilioSmsChannel:
             raise _translate(exc) from None
         except RetriableError:
             raise
+        except TwilioException as exc:  # other error formats: treat as transient, bounded
+            raise RetriableError(f"twilio error: {type(exc).__name__}") from None
         return SendResult(provider_message_id=created.sid)
 
     def close(self) -> None:

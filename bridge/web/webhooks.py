@@ -98,6 +98,25 @@ STATUS_STATES = {
 }
 
 
+def remember_error(session, reminder: Reminder, code: str, now) -> None:
+    """A delivery error that says something about the client outlives the message."""
+    from bridge.capture import set_consent
+    from bridge.channels.twilio_sms import OPTED_OUT, UNUSABLE_NUMBER
+    from bridge.store.models import Assignment, Patient
+
+    if not code.isdigit() or int(code) not in OPTED_OUT | UNUSABLE_NUMBER:
+        return
+    assignment = session.get(Assignment, reminder.assignment_id)
+    patient = session.get(Patient, assignment.patient_id) if assignment else None
+    if patient is None:
+        return
+    if int(code) in OPTED_OUT:
+        set_consent(session, [patient], "sms", False, f"provider:{code}", now)
+    else:
+        patient.phone_unusable = True
+        patient.updated_at = now
+
+
 @router.post("/twilio/status")
 async def twilio_status(request: Request) -> Response:
     form = await twilio_form(request)
@@ -125,7 +144,9 @@ async def twilio_status(request: Request) -> Response:
                 row.state = new_state
                 row.lease_until = None
                 if new_state == "failed":
-                    row.last_error = f"twilio {status} {form.get('ErrorCode', '')}".strip()
+                    code = form.get("ErrorCode", "")
+                    row.last_error = f"twilio {status} {code}".strip()
+                    remember_error(session, row, code, bridge.clock.now())
                 row.updated_at = bridge.clock.now()
             return True
 
