@@ -82,6 +82,7 @@ def run(config: Path = ConfigOption) -> None:
     from bridge.web.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per tick is noise
     settings = _load(config)
     engine = make_engine(settings.database.url)
     upgrade(engine)

@@ -79,7 +79,8 @@ class ConnectorSettings(_Section):
     type: str
     enabled: bool = True
     poll_interval_seconds: float = Field(300, gt=0)
-    options: dict[str, Any] = Field(default_factory=dict)
+    # Validated by the plugin's own Options model; may hold secrets, so never in a repr.
+    options: dict[str, Any] = Field(default_factory=dict, repr=False)
 
     @field_validator("name")
     @classmethod
@@ -146,13 +147,14 @@ class Settings(_Section):
     scheduler: SchedulerSettings = SchedulerSettings()
     writeback: WriteBackSettings = WriteBackSettings()
 
-    @model_validator(mode="after")
-    def _unique_connector_names(self) -> Settings:
-        names = [c.name for c in self.connectors]
+    @field_validator("connectors")
+    @classmethod
+    def _unique_connector_names(cls, value: list[ConnectorSettings]) -> list[ConnectorSettings]:
+        names = [c.name for c in value]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"connector names must be unique; repeated: {', '.join(dupes)}")
-        return self
+        return value
 
 
 # -- loading -------------------------------------------------------------------------
@@ -222,6 +224,9 @@ def parse_settings(
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc)
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark is not None:  # e.g. where an unclosed bracket opened
+            problem += f" ({context} at line {context_mark.line + 1})"
         raise ConfigError(f"{where}: not valid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of settings at the top level")
@@ -240,30 +245,38 @@ def parse_settings(
         for err in exc.errors():
             loc = tuple(part for part in err["loc"] if not str(part).startswith("function-"))
             problems.append(f"{source}:{_line_of(lines, loc)}: {_dotted(loc)}: {err['msg']}")
-    if settings is not None:
-        problems += _connector_problems(settings, lines, source)
+    problems += _connector_problems(data, lines, source)
     if problems:
         raise ConfigError(problems)
     assert settings is not None
     return settings
 
 
-def _connector_problems(settings: Settings, lines: dict, source: str) -> list[str]:
-    """Unknown connector types and bad connector options, found before start-up."""
+def _connector_problems(data: dict, lines: dict, source: str) -> list[str]:
+    """Unknown connector types and bad connector options, found before start-up.
+
+    Read from the raw data, so they are reported along with every other problem.
+    """
     from bridge import registry
 
     problems = []
-    for i, conn in enumerate(settings.connectors):
+    connectors = data.get("connectors")
+    for i, conn in enumerate(connectors if isinstance(connectors, list) else []):
+        if not isinstance(conn, dict) or not isinstance(conn.get("type"), str):
+            continue  # the Settings model reports these
         try:
-            cls = registry.connector_class(conn.type)
+            cls = registry.connector_class(conn["type"])
         except ConfigError as exc:
             problems.append(
                 f"{source}:{_line_of(lines, ('connectors', i, 'type'))}: "
                 f"connectors[{i}].type: {exc}"
             )
             continue
+        options = conn.get("options", {})
+        if not isinstance(options, dict):
+            continue  # the Settings model reports it
         try:
-            cls.Options.model_validate(conn.options)
+            cls.Options.model_validate(options)
         except ValidationError as exc:
             for err in exc.errors():
                 loc = ("connectors", i, "options", *err["loc"])
