@@ -32,7 +32,8 @@ def _load(path: Path):
     except ConfigError as exc:
         err.print(f"[bold red]configuration error{'s' if len(exc.problems) > 1 else ''}:[/]")
         for problem in exc.problems:
-            err.print(f"  {problem}", highlight=False, markup=False)
+            # soft_wrap: one problem per line, never hard-wrapped at the console width
+            err.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -49,7 +50,7 @@ def check(config: Path = ConfigOption) -> None:
         connectors = build_connectors(settings, SystemClock())
         Renderer(settings.messages.templates_dir, settings.practice.default_language)
     except (ConfigError, FileNotFoundError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     url = make_engine(settings.database.url).url.render_as_string(hide_password=True)
     console.print(f"[bold]{settings.practice.name}[/] ({settings.practice.timezone})")
@@ -89,7 +90,7 @@ def run(config: Path = ConfigOption) -> None:
     try:
         bridge = Bridge(settings, engine=engine)
     except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     uvicorn.run(
         create_app(bridge, run_scheduler=True),

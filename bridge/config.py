@@ -104,15 +104,43 @@ class TwilioSettings(_Section):
         return self
 
 
+class SendGridSettings(_Section):
+    api_key: SecretStr
+    from_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    from_name: str | None = None
+    event_webhook_public_key: str | None = Field(
+        None, description="the base64 ECDSA key shown under Mail Settings > Signed Event Webhook"
+    )
+    timeout_seconds: float = Field(10, gt=0)
+
+
 class ChannelSettings(_Section):
-    sms: Literal["console", "twilio"] = "console"
+    sms: Literal["console", "twilio", "none"] = "console"
+    email: Literal["console", "sendgrid", "none"] = "none"
     twilio: TwilioSettings | None = None
+    sendgrid: SendGridSettings | None = None
 
     @model_validator(mode="after")
     def _provider_present(self) -> ChannelSettings:
         if self.sms == "twilio" and self.twilio is None:
             raise ValueError("sms is 'twilio' but the twilio section is missing")
+        if self.email == "sendgrid" and self.sendgrid is None:
+            raise ValueError("email is 'sendgrid' but the sendgrid section is missing")
         return self
+
+
+class SecuritySettings(_Section):
+    secret_key: SecretStr | None = Field(
+        None, description="signs client links; shared by every replica; 32+ characters"
+    )
+    link_ttl_days: float = Field(14, gt=0, le=90)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("secret_key must be at least 32 characters")
+        return value
 
 
 class MessageSettings(_Section):
@@ -146,6 +174,7 @@ class Settings(_Section):
     messages: MessageSettings = MessageSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     writeback: WriteBackSettings = WriteBackSettings()
+    security: SecuritySettings = SecuritySettings()
 
     @field_validator("connectors")
     @classmethod
@@ -290,4 +319,6 @@ def load_settings(path: str | Path, env: dict[str, str] | None = None) -> Settin
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text ({exc.reason})") from None
     return parse_settings(text, source=str(path), env=env)

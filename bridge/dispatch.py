@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from bridge import cadence
+from bridge import cadence, links
 from bridge.capture import set_consent
 from bridge.channels.base import Channel, OutboundMessage, PermanentSendError, SendResult
 from bridge.config import Settings
 from bridge.domain import BusinessStatus, CompletionStatus, Step, TaskStatus
 from bridge.errors import RetriableError
+from bridge.links import LinkKey
 from bridge.records import refresh_task
 from bridge.rendering import Renderer
 from bridge.store.db import session_scope
@@ -31,8 +32,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Send:
+    channel: str  # sms | email
     to: str
-    body: str
+    language: str
+    title: str | None
 
 
 @dataclass(frozen=True)
@@ -62,16 +65,36 @@ class DispatchStats:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
-def decide(
-    reminder: Reminder,
-    assignment: Assignment,
-    patient: Patient,
-    completion: Completion | None,
-    *,
-    settings: Settings,
-    renderer: Renderer,
-    now: datetime,
-) -> Decision:
+def choose_channel(patient: Patient, available: set[str]) -> tuple[str, str] | Skip:
+    """The client's preferred channel first, the other when the first cannot reach them.
+
+    An opt-out is a wish, not a failure: it is respected, never routed around.
+    """
+    order = ("email", "sms") if patient.preferred_channel == "email" else ("sms", "email")
+    reasons = []
+    for channel in order:
+        if channel not in available:
+            continue
+        if channel == "sms":
+            if patient.sms_opted_out:
+                return Skip("skipped", "client opted out of SMS")
+            if patient.phone_e164 and not patient.phone_unusable:
+                return channel, patient.phone_e164
+            reasons.append("no usable phone number")
+        else:
+            if patient.email_opted_out:
+                return Skip("skipped", "client opted out of email")
+            if patient.email and not patient.email_unusable:
+                return channel, patient.email
+            reasons.append("no usable email address")
+    if not reasons:
+        return Skip("skipped", "no channel is configured")
+    return Skip("skipped", "client has " + " and ".join(reasons))
+
+
+def decide(reminder: Reminder, assignment: Assignment, patient: Patient,
+           completion: Completion | None, *, settings: Settings, available: set[str],
+           now: datetime) -> Decision:  # fmt: skip
     """Pure: what to do with one claimed reminder, given the world as it is now."""
     if not TaskStatus(assignment.status).is_open:
         return Skip("cancelled", f"assignment is {assignment.status}")
@@ -79,24 +102,29 @@ def decide(
         return Skip("cancelled", "client already reported it done")
     if reminder.step == Step.overdue and completion is not None:
         return Skip("cancelled", "client already reported")
-    if patient.sms_opted_out:
-        return Skip("skipped", "client opted out of SMS")
-    if not patient.phone_e164 or patient.phone_unusable:
-        return Skip("skipped", "client has no usable phone number")
+    route = choose_channel(patient, available)
+    if isinstance(route, Skip):
+        return route
     tz = patient.timezone or settings.practice.timezone
     quiet = settings.cadence.quiet_hours
     if cadence.in_quiet_hours(now, tz, quiet):
         return Defer(cadence.next_allowed(now, tz, quiet), "quiet hours")
     title = assignment.title if settings.messages.include_title else None
-    body = renderer.sms(
-        reminder.step, patient.language, practice=settings.practice.name, title=title
-    )
-    return Send(to=patient.phone_e164, body=body)
+    return Send(channel=route[0], to=route[1], language=patient.language, title=title)
 
 
-def _send(channel: Channel, reminder_id: int, send: Send) -> SendResult | Exception:
+def render(send: Send, reminder: Reminder, link: str | None, settings: Settings,
+           renderer: Renderer) -> OutboundMessage:  # fmt: skip
+    ctx = {"practice": settings.practice.name, "title": send.title, "link": link}
+    if send.channel == "email":
+        subject, text, html = renderer.email(reminder.step, send.language, **ctx)
+        return OutboundMessage(reminder.id, send.to, text, subject=subject, html=html)
+    return OutboundMessage(reminder.id, send.to, renderer.sms(reminder.step, send.language, **ctx))
+
+
+def _send(channel: Channel, message: OutboundMessage) -> SendResult | Exception:
     try:
-        return channel.send(OutboundMessage(reminder_id=reminder_id, to=send.to, body=send.body))
+        return channel.send(message)
     except (RetriableError, PermanentSendError) as exc:
         return exc
     except Exception as exc:  # an unexpected channel bug must not lose the batch's bookkeeping
@@ -107,11 +135,12 @@ def _send(channel: Channel, reminder_id: int, send: Send) -> SendResult | Except
 def dispatch_batch(
     engine,
     *,
-    channel: Channel,
+    channels: dict[str, Channel],
     settings: Settings,
     renderer: Renderer,
     now: datetime,
     worker: str,
+    link_key: LinkKey,
     concurrency: int = 8,
 ) -> DispatchStats:
     """Claim one batch, send it, record every outcome in one transaction."""
@@ -145,19 +174,34 @@ def dispatch_batch(
                 select(Completion).where(col(Completion.assignment_id).in_(assignment_ids))
             ).all()
         }
+    available = set(channels)
     decisions = {
-        r.id: decide(r, a, p, completions.get(a.id), settings=settings, renderer=renderer, now=now)
+        r.id: decide(r, a, p, completions.get(a.id), settings=settings, available=available,
+                     now=now)
         for r, a, p in rows
-    }
+    }  # fmt: skip
+    by_reminder = {r.id: r for r, _, _ in rows}
     to_send = [(rid, d) for rid, d in decisions.items() if isinstance(d, Send)]
+    messages: dict[int, OutboundMessage] = {}
+    with session_scope(engine) as session:  # every message's link exists before it is sent
+        for rid, send in to_send:
+            reminder = by_reminder[rid]
+            link = None
+            if settings.server.public_url:
+                token = links.mint(session, link_key, assignment_id=reminder.assignment_id,
+                                   reminder_id=rid, now=now,
+                                   ttl=timedelta(days=settings.security.link_ttl_days))  # fmt: skip
+                link = f"{settings.server.public_url}/c/{token}"
+            messages[rid] = render(send, reminder, link, settings, renderer)
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(to_send) or 1))) as pool:
         results = dict(
             zip(
                 [rid for rid, _ in to_send],
-                pool.map(lambda item: _send(channel, *item), to_send),
+                pool.map(lambda item: _send(channels[item[1].channel], messages[item[0]]),
+                         to_send),
                 strict=True,
             )
-        )
+        )  # fmt: skip
 
     with session_scope(engine) as session:
         reminders = {
@@ -210,7 +254,6 @@ def _record_send(
     touched: dict[int, Assignment],
 ) -> None:
     sched = settings.scheduler
-    reminder.channel = "sms"
     if isinstance(result, SendResult):
         reminder.state = "sent"
         reminder.provider_message_id = result.provider_message_id
@@ -242,9 +285,14 @@ def _record_send(
         client = session.get(Patient, patient.id)
         assert client is not None
         if result.consequence == "opted_out":
-            set_consent(session, [client], "sms", False, f"provider:{result.code}", now)
+            set_consent(
+                session, [client], reminder.channel or "sms", False, f"provider:{result.code}", now
+            )
         elif result.consequence == "unusable_number":
             client.phone_unusable = True
+            client.updated_at = now
+        elif result.consequence == "unusable_address":
+            client.email_unusable = True
             client.updated_at = now
 
 

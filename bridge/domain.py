@@ -89,6 +89,7 @@ class PatientData:
     email: str | None = None
     language: str | None = None
     timezone: str | None = None
+    preferred_channel: str | None = None  # "sms" | "email"; None: SMS first
 
 
 @dataclass(frozen=True)
@@ -199,3 +200,4 @@ class NoteWrite:
     text: str
     written_at: datetime
     document_reference: dict = field(default_factory=dict)
+    attempt: int = 1  # > 1: an earlier try may have landed; look it up before creating

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import socket
 import uuid
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from bridge.connector import Connector
 from bridge.dispatch import DispatchStats, dispatch_due
 from bridge.errors import ConfigError
 from bridge.ingest import IngestStats, apply_page, read_cursor
+from bridge.links import LinkKey
 from bridge.rendering import Renderer
 from bridge.store.db import make_engine, session_scope
 from bridge.writeback import WriteBackStats, run_writebacks
@@ -42,7 +44,7 @@ def build_connectors(settings: Settings, clock: Clock) -> dict[str, Connector]:
     return built
 
 
-def build_channel(settings: Settings) -> Channel:
+def build_channel(settings: Settings) -> Channel | None:
     if settings.channels.sms == "twilio":
         from bridge.channels.twilio_sms import TwilioSmsChannel
 
@@ -50,9 +52,20 @@ def build_channel(settings: Settings) -> Channel:
         return TwilioSmsChannel(
             settings.channels.twilio, status_callback_base=settings.server.public_url
         )
-    import sys
-
+    if settings.channels.sms == "none":
+        return None
     return ConsoleChannel(stream=sys.stdout)
+
+
+def build_email_channel(settings: Settings) -> Channel | None:
+    if settings.channels.email == "sendgrid":
+        from bridge.channels.sendgrid_email import SendGridEmailChannel
+
+        assert settings.channels.sendgrid is not None
+        return SendGridEmailChannel(settings.channels.sendgrid)
+    if settings.channels.email == "console":
+        return ConsoleChannel(stream=sys.stdout, name="email")
+    return None
 
 
 @dataclass
@@ -71,7 +84,9 @@ class Bridge:
         engine: Engine | None = None,
         connectors: dict[str, Connector] | None = None,
         channel: Channel | None = None,
+        email_channel: Channel | None = None,
         renderer: Renderer | None = None,
+        link_key: LinkKey | None = None,
         worker_id: str | None = None,
     ) -> None:
         self.settings = settings
@@ -80,7 +95,14 @@ class Bridge:
         self.connectors = (
             connectors if connectors is not None else build_connectors(settings, self.clock)
         )
-        self.channel = channel or build_channel(settings)
+        self.channel = channel if channel is not None else build_channel(settings)
+        self.email_channel = (
+            email_channel if email_channel is not None else build_email_channel(settings)
+        )
+        secret = settings.security.secret_key
+        self.link_key = link_key or (
+            LinkKey.from_text(secret.get_secret_value()) if secret else LinkKey.ephemeral()
+        )
         self.renderer = renderer or Renderer(
             settings.messages.templates_dir, settings.practice.default_language
         )
@@ -110,9 +132,11 @@ class Bridge:
         return {name: self.poll(name) for name in self.connectors}
 
     def dispatch(self) -> DispatchStats:
+        channels = {"sms": self.channel, "email": self.email_channel}
         return dispatch_due(
             self.engine,
-            channel=self.channel,
+            channels={k: v for k, v in channels.items() if v is not None},
+            link_key=self.link_key,
             settings=self.settings,
             renderer=self.renderer,
             now=self.clock.now(),
@@ -135,7 +159,8 @@ class Bridge:
     def close(self) -> None:
         for connector in self.connectors.values():
             connector.close()
-        close = getattr(self.channel, "close", None)
-        if close:
-            close()
+        for channel in (self.channel, self.email_channel):
+            close = getattr(channel, "close", None)
+            if close:
+                close()
         self.engine.dispose()

@@ -132,6 +132,7 @@ def render_note(
         text=text,
         written_at=wb.updated_at,
         document_reference=doc.model_dump(mode="json", exclude_none=True),
+        attempt=wb.attempts,
     )
 
 

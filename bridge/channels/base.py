@@ -10,9 +10,13 @@ from bridge.errors import FatalError
 
 @dataclass(frozen=True)
 class OutboundMessage:
+    """One message. ``body`` is the SMS text or the email's plain-text part."""
+
     reminder_id: int
     to: str
     body: str
+    subject: str | None = None
+    html: str | None = None
 
 
 @dataclass(frozen=True)

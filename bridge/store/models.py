@@ -25,9 +25,11 @@ class Patient(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=320)
     language: str = Field(default="en", max_length=8)
     timezone: str | None = Field(default=None, max_length=64)
+    preferred_channel: str | None = Field(default=None, max_length=8)
     sms_opted_out: bool = False
     email_opted_out: bool = False
     phone_unusable: bool = False
+    email_unusable: bool = False
     updated_at: datetime = _ts()
 
 
@@ -161,3 +163,27 @@ class Rejection(SQLModel, table=True):
     external_id: str | None = Field(default=None, max_length=200)
     reason: str = Field(max_length=500)
     at: datetime = _ts()
+
+
+class ClientLink(SQLModel, table=True):
+    """A client's one-tap link: an opaque token, stored only as its hash, that expires."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    assignment_id: int = Field(foreign_key="assignment.id", index=True)
+    reminder_id: int | None = Field(default=None, foreign_key="reminder.id")
+    expires_at: datetime = _ts()
+    created_at: datetime = _ts()
+    used_at: datetime | None = _ts(nullable=True)
+
+
+class ProviderEvent(SQLModel, table=True):
+    """Provider webhook events already applied, so a redelivery changes nothing."""
+
+    __table_args__ = (UniqueConstraint("provider", "event_id", name="uq_provider_event"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=20)
+    event_id: str = Field(max_length=100)
+    kind: str = Field(max_length=30)
+    received_at: datetime = _ts()

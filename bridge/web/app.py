@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from bridge.service import Bridge
-from bridge.web import health, webhooks
+from bridge.web import health, pages, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ def create_app(bridge: Bridge, *, run_scheduler: bool = False) -> FastAPI:
     app.state.bridge = bridge
     app.include_router(health.router)
     app.include_router(webhooks.router)
+    app.include_router(pages.router)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from bridge.store.db import current_revision, make_engine
+from bridge.store.db import current_revision, head_revision, make_engine
 
 CONFIG = """
 practice:
@@ -68,7 +68,7 @@ def test_bridge_run_serves_health_on_a_migrated_database(store, tmp_path, reques
         response = wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
         assert response.status_code == 200
         assert response.json() == {"status": "ok", "database": "ok", "connectors": ["ehr"]}
-        assert current_revision(make_engine(url)) == "0001"
+        assert current_revision(make_engine(url)) == head_revision()
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
