@@ -62,8 +62,16 @@ def check(config: Path = ConfigOption) -> None:
             f"connector {conf.name}: {conf.type}, poll every "
             f"{conf.poll_interval_seconds:g}s{state}" + "".join(f"; {x}" for x in lines)
         )
-    sender = "console (prints messages)" if settings.channels.sms == "console" else "twilio"
-    console.print(f"sms channel: {sender}")
+    channels = settings.channels
+    console.print(f"sms channel: {channels.sms}; email channel: {channels.email}")
+    if settings.security.secret_key is None:
+        console.print(
+            "[yellow]security.secret_key is not set: client links stop working when "
+            "the process restarts, and replicas cannot share them[/]"
+        )
+    console.print(
+        f"templates: every message, page and note template renders ({renderer.directory})"
+    )
     quiet = settings.cadence.quiet_hours
     steps = ", ".join(f"{s.name} ({s.anchor}{s.offset_hours:+g}h)" for s in settings.cadence.steps)
     console.print(f"cadence: {steps}; quiet hours {quiet.start:%H:%M}-{quiet.end:%H:%M} local")

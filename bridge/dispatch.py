@@ -225,7 +225,8 @@ def dispatch_batch(
                     reminder.state, reminder.scheduled_for = "scheduled", until
                     reminder.attempts -= 1  # waiting out quiet hours is not an attempt
                     stats.deferred += 1
-                case Send():
+                case Send(channel=channel):
+                    reminder.channel = channel
                     _record_send(
                         session,
                         reminder,

@@ -37,6 +37,7 @@ from bridge.store.models import Assignment, Clinician, Patient, Reminder, SyncCu
 from bridge.store.models import Rejection as RejectionRow
 
 log = logging.getLogger(__name__)
+CHANNELS = ("sms", "email")
 
 
 @dataclass
@@ -87,6 +88,7 @@ def upsert_patient(
     row.email = email
     row.language = (data.language or settings.practice.default_language)[:8]
     row.timezone = data.timezone
+    row.preferred_channel = data.preferred_channel if data.preferred_channel in CHANNELS else None
     row.updated_at = now
     session.flush()
     return row

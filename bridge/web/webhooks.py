@@ -7,6 +7,7 @@ gets 403 and the store is not touched.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
@@ -90,6 +91,7 @@ async def twilio_sms(request: Request) -> Response:
     return twiml(result.reply)
 
 
+RETRY_LATER_CODES = {"30003"}
 STATUS_STATES = {
     "delivered": "delivered",
     "undelivered": "failed",
@@ -130,28 +132,48 @@ async def twilio_status(request: Request) -> Response:
     status = form.get("MessageStatus", "")
     new_state = STATUS_STATES.get(status)
 
-    def apply() -> bool:
+    def apply() -> str:
         with session_scope(bridge.engine) as session:
             row = session.exec(select(Reminder).where(Reminder.id == reminder_id)).first()
             if row is None:
-                return False
+                return "unknown"
+            if row.state in ("scheduled", "cancelled", "skipped"):
+                return "ok"  # a late callback for an attempt already settled and re-planned
             sid = form.get("MessageSid")
+            if row.provider_message_id and sid != row.provider_message_id:
+                return "mismatch"  # not the message this reminder sent: change nothing
+            now = bridge.clock.now()
             if row.provider_message_id is None and sid:
                 row.provider_message_id = sid  # reconciles a send whose outcome was unknown
-            if new_state and not (row.state == "delivered" and new_state == "sent"):
-                if row.state in ("sending", "failed") and new_state in ("sent", "delivered"):
-                    row.sent_at = row.sent_at or bridge.clock.now()
-                row.state = new_state
-                row.lease_until = None
-                if new_state == "failed":
-                    code = form.get("ErrorCode", "")
-                    row.last_error = f"twilio {status} {code}".strip()
-                    remember_error(session, row, code, bridge.clock.now())
-                row.updated_at = bridge.clock.now()
-            return True
+            if not new_state or (row.state == "delivered" and new_state == "sent"):
+                return "ok"
+            if row.state in ("sending", "failed") and new_state in ("sent", "delivered"):
+                row.sent_at = row.sent_at or now
+            row.state = new_state
+            row.lease_until = None
+            row.updated_at = now
+            if new_state == "failed":
+                code = form.get("ErrorCode", "")
+                row.last_error = f"twilio {status} {code}".strip()
+                if (
+                    code in RETRY_LATER_CODES
+                    and row.attempts < bridge.settings.scheduler.max_send_attempts
+                ):
+                    backoff = bridge.settings.scheduler.retry_backoff_seconds * 2 ** (
+                        row.attempts - 1
+                    )
+                    row.state = "scheduled"  # the handset was unreachable: try again later
+                    row.scheduled_for = now + timedelta(seconds=backoff)
+                    row.provider_message_id = None
+                    row.sent_at = None
+                else:
+                    remember_error(session, row, code, now)
+            return "ok"
 
-    found = await run_in_threadpool(apply)
-    if not found:
+    outcome = await run_in_threadpool(apply)
+    if outcome == "mismatch":
+        return JSONResponse({"error": "MessageSid does not match the reminder"}, status_code=409)
+    if outcome == "unknown":
         return JSONResponse({"error": "unknown reminder"}, status_code=404)
     return Response(status_code=204)
 

@@ -522,3 +522,23 @@ def test_unexpected_error_is_a_bare_json_500(bridge, sent, monkeypatch):
     assert "secret" not in response.text
     assert "Traceback" not in response.text
     assert_nothing_stored(bridge)
+
+
+def test_unreachable_handset_is_retried_later(bridge, client, sent):
+    form = status_form(sent.provider_message_id, "undelivered", ErrorCode="30003")
+    assert post_status(client, sent.id, form).status_code == 204
+    r = reminder(bridge, "on_assign")
+    assert r.state == "scheduled" and r.provider_message_id is None
+    assert r.scheduled_for == bridge.clock.now() + timedelta(seconds=300)
+    bridge.clock.advance(timedelta(seconds=300))
+    assert bridge.dispatch().sent == 1
+    assert reminder(bridge, "on_assign").state == "sent"
+
+
+def test_callback_for_another_message_changes_nothing(bridge, client, sent):
+    form = status_form("SM" + "f" * 32, "failed", ErrorCode="21610")
+    response = post_status(client, sent.id, form)
+    assert response.status_code == 409
+    r = reminder(bridge, "on_assign")
+    assert r.state == "sent" and r.last_error is None
+    assert not one(bridge, Patient).sms_opted_out
