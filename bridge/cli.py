@@ -48,10 +48,16 @@ def check(config: Path = ConfigOption) -> None:
     settings = _load(config)
     try:
         connectors = build_connectors(settings, SystemClock())
-        Renderer(settings.messages.templates_dir, settings.practice.default_language)
+        renderer = Renderer(settings.messages.templates_dir, settings.practice.default_language)
     except (ConfigError, FileNotFoundError) as exc:
         err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    template_problems = renderer.check_all()
+    if template_problems:
+        err.print("[bold red]template errors:[/]")
+        for problem in template_problems:
+            err.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
     url = make_engine(settings.database.url).url.render_as_string(hide_password=True)
     console.print(f"[bold]{settings.practice.name}[/] ({settings.practice.timezone})")
     console.print(f"database: {url}")

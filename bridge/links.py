@@ -55,8 +55,9 @@ def mint(session: Session, key: LinkKey, *, assignment_id: int, reminder_id: int
          now: datetime, ttl: timedelta) -> str:  # fmt: skip
     nonce = secrets.token_bytes(NONCE)
     token = base64.urlsafe_b64encode(nonce + key.mac(nonce)).decode().rstrip("=")
-    session.add(ClientLink(token_hash=_hash(token), assignment_id=assignment_id,
-                           reminder_id=reminder_id, expires_at=now + ttl, created_at=now))  # fmt: skip
+    link = ClientLink(token_hash=_hash(token), assignment_id=assignment_id,
+                      reminder_id=reminder_id, expires_at=now + ttl, created_at=now)  # fmt: skip
+    session.add(link)
     return token
 
 

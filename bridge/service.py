@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import socket
+import sys
 import uuid
 from dataclasses import dataclass
 
