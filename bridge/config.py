@@ -267,21 +267,23 @@ def parse_settings(
         f"{p[-1][2:-1]} is not set"
         for p in missing
     ]
+    unset = {p[:-1] for p in missing}  # their validation errors would only be noise
     settings: Settings | None = None
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(part for part in err["loc"] if not str(part).startswith("function-"))
-            problems.append(f"{source}:{_line_of(lines, loc)}: {_dotted(loc)}: {err['msg']}")
-    problems += _connector_problems(data, lines, source)
+            if loc not in unset:
+                problems.append(f"{source}:{_line_of(lines, loc)}: {_dotted(loc)}: {err['msg']}")
+    problems += _connector_problems(data, lines, source, unset)
     if problems:
         raise ConfigError(problems)
     assert settings is not None
     return settings
 
 
-def _connector_problems(data: dict, lines: dict, source: str) -> list[str]:
+def _connector_problems(data: dict, lines: dict, source: str, unset: set) -> list[str]:
     """Unknown connector types and bad connector options, found before start-up.
 
     Read from the raw data, so they are reported along with every other problem.
@@ -309,6 +311,8 @@ def _connector_problems(data: dict, lines: dict, source: str) -> list[str]:
         except ValidationError as exc:
             for err in exc.errors():
                 loc = ("connectors", i, "options", *err["loc"])
+                if loc in unset:
+                    continue
                 problems.append(f"{source}:{_line_of(lines, loc)}: {_dotted(loc)}: {err['msg']}")
     return problems
 
