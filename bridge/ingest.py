@@ -83,6 +83,8 @@ def upsert_patient(
         session.add(row)
     if row.phone_e164 != phone:
         row.phone_unusable = False  # a new number gets a fresh chance
+    if row.email != email:
+        row.email_unusable = False
     row.name = data.name
     row.phone_e164 = phone
     row.email = email

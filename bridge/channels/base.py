@@ -30,7 +30,9 @@ class PermanentSendError(FatalError):
     def __init__(self, message: str, *, code: int | None = None, consequence: str | None = None):
         super().__init__(message)
         self.code = code
-        self.consequence = consequence  # "opted_out" | "unusable_number" | None
+        self.consequence = (
+            consequence  # "opted_out" | "unusable_number" | "unusable_address" | None
+        )
 
 
 class Channel(Protocol):

@@ -178,6 +178,42 @@ async def twilio_status(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@router.post("/sendgrid/events")
+async def sendgrid_events(request: Request) -> Response:
+    """SendGrid's signed Event Webhook: delivery, bounces, spam reports, unsubscribes."""
+    from bridge.email_events import (
+        SIGNATURE_HEADER,
+        TIMESTAMP_HEADER,
+        apply_sendgrid_events,
+        parse_events,
+        verify_event_webhook,
+    )
+
+    bridge: Bridge = request.app.state.bridge
+    sendgrid = bridge.settings.channels.sendgrid
+    if sendgrid is None or not sendgrid.event_webhook_public_key:
+        return FORBIDDEN
+    raw = await request.body()
+    signature = request.headers.get(SIGNATURE_HEADER)
+    timestamp = request.headers.get(TIMESTAMP_HEADER)
+    if not verify_event_webhook(sendgrid.event_webhook_public_key, raw, signature, timestamp,
+                                now=bridge.clock.now()):  # fmt: skip
+        log.warning("sendgrid event webhook with a bad signature rejected")
+        return FORBIDDEN
+    try:
+        events = parse_events(raw)
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    def apply():
+        with session_scope(bridge.engine) as session:
+            return apply_sendgrid_events(session, events, now=bridge.clock.now())
+
+    result = await run_in_threadpool(apply)
+    return JSONResponse({"applied": result.applied, "duplicates": result.duplicates,
+                         "unknown": result.unknown, "ignored": result.ignored})  # fmt: skip
+
+
 @router.post("/{connector_name}")
 async def connector_webhook(connector_name: str, request: Request) -> Response:
     bridge: Bridge = request.app.state.bridge
