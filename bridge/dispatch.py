@@ -19,7 +19,7 @@ from bridge.capture import set_consent
 from bridge.channels.base import Channel, OutboundMessage, PermanentSendError, SendResult
 from bridge.config import Settings
 from bridge.domain import BusinessStatus, CompletionStatus, Step, TaskStatus
-from bridge.errors import RetriableError
+from bridge.errors import AmbiguousError, RetriableError
 from bridge.links import LinkKey
 from bridge.records import refresh_task
 from bridge.rendering import Renderer
@@ -125,7 +125,7 @@ def render(send: Send, reminder: Reminder, link: str | None, settings: Settings,
 def _send(channel: Channel, message: OutboundMessage) -> SendResult | Exception:
     try:
         return channel.send(message)
-    except (RetriableError, PermanentSendError) as exc:
+    except (RetriableError, PermanentSendError, AmbiguousError) as exc:
         return exc
     except Exception as exc:  # an unexpected channel bug must not lose the batch's bookkeeping
         log.exception("channel %s raised unexpectedly", channel.name)
@@ -272,6 +272,11 @@ def _record_send(
             touched[row.id] = row
         return
     reminder.last_error = str(result)[:500]
+    if isinstance(result, AmbiguousError):
+        reminder.state = "failed"  # the status callback (it carries the id) settles it
+        reminder.last_error = f"outcome unknown, not resent: {result}"[:500]
+        stats.failed += 1
+        return
     if isinstance(result, RetriableError) and reminder.attempts < sched.max_send_attempts:
         backoff = sched.retry_backoff_seconds * 2 ** (reminder.attempts - 1)
         if result.retry_after:

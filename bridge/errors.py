@@ -30,6 +30,10 @@ class RetriableError(BridgeError):
         self.retry_after = retry_after
 
 
+class AmbiguousError(BridgeError):
+    pass
+
+
 class SkippableError(BridgeError):
     pass
 

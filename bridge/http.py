@@ -21,7 +21,14 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from bridge.errors import RetriableError
+from bridge.errors import AmbiguousError, RetriableError
+
+# Failures that prove the request never reached the server: safe to repeat any request.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Answers that say the server did not act on it: 429 and 503.
+NOT_ACTED = (429, 503)
+# Answers after which a non-idempotent request may or may not have taken effect.
+AMBIGUOUS_STATUS = (500, 502, 504)
 
 
 class Action(StrEnum):
@@ -81,12 +88,18 @@ def _retriable_response(response: httpx.Response) -> bool:
     return classify(response.status_code) in (Action.RETRY, Action.RATE_LIMITED)
 
 
-def send_with_retries(call: Callable[[], httpx.Response], policy: RetryPolicy) -> httpx.Response:
+def send_with_retries(
+    call: Callable[[], httpx.Response], policy: RetryPolicy, *, idempotent: bool = True
+) -> httpx.Response:
     """Run ``call`` until it answers something not transient, at most ``policy.attempts`` times.
 
     Returns the last response (the caller decides what a final 4xx/5xx means); raises
-    RetriableError when every attempt ended in a timeout or transport failure.
+    RetriableError when every attempt ended in a timeout or transport failure. A request that
+    is not idempotent (sending a message) is repeated only when it provably did not take
+    effect (no connection, 429, 503); a read timeout after it was sent raises AmbiguousError.
     """
+    if not idempotent:
+        return _send_once_safely(call, policy)
 
     def wait(state: RetryCallState) -> float:
         outcome = state.outcome
@@ -112,3 +125,39 @@ def send_with_retries(call: Callable[[], httpx.Response], policy: RetryPolicy) -
         reraise=False,
     )
     return retrying(call)
+
+
+def _send_once_safely(call: Callable[[], httpx.Response], policy: RetryPolicy) -> httpx.Response:
+    def wait(state: RetryCallState) -> float:
+        outcome = state.outcome
+        header = None
+        if outcome is not None and not outcome.failed:
+            headers = outcome.result().headers
+            header = retry_after_seconds(headers.get("Retry-After"), headers.get("Date"))
+        return policy.delay(state.attempt_number, header)
+
+    def give_up(state: RetryCallState) -> httpx.Response:
+        assert state.outcome is not None
+        if state.outcome.failed:
+            exc = state.outcome.exception()
+            raise RetriableError(f"{type(exc).__name__} after {state.attempt_number} attempts")
+        return state.outcome.result()
+
+    def guarded() -> httpx.Response:
+        try:
+            return call()
+        except NOT_SENT:
+            raise
+        except httpx.TransportError as exc:
+            raise AmbiguousError(f"{type(exc).__name__} after the request was sent") from None
+
+    retrying = Retrying(
+        stop=stop_after_attempt(policy.attempts),
+        wait=wait,
+        retry=retry_if_exception_type(NOT_SENT)
+        | retry_if_result(lambda r: r.status_code in NOT_ACTED),
+        sleep=policy.sleep,
+        retry_error_callback=give_up,
+        reraise=False,
+    )
+    return retrying(guarded)

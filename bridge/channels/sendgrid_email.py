@@ -30,8 +30,15 @@ from sendgrid.helpers.mail.exceptions import SendGridException
 
 from bridge.channels.base import OutboundMessage, PermanentSendError, SendResult
 from bridge.config import SendGridSettings
-from bridge.errors import RetriableError
-from bridge.http import Action, RetryPolicy, classify, retry_after_seconds, send_with_retries
+from bridge.errors import AmbiguousError, RetriableError
+from bridge.http import (
+    AMBIGUOUS_STATUS,
+    Action,
+    RetryPolicy,
+    classify,
+    retry_after_seconds,
+    send_with_retries,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +84,7 @@ class SendGridEmailChannel:
                 self.url, json=payload, headers=headers, timeout=self.settings.timeout_seconds
             )
 
-        response = send_with_retries(call, self.policy)
+        response = send_with_retries(call, self.policy, idempotent=False)
         if classify(response.status_code) == Action.OK:
             sid = response.headers.get("X-Message-Id") or f"sg-{message.reminder_id}"
             return SendResult(provider_message_id=sid)
@@ -152,6 +159,8 @@ def _translate(response: httpx.Response, recipient: str) -> Exception:
     log.warning(
         "sendgrid mail send answered %s", status
     )  # never the body: it may quote the address
+    if status in AMBIGUOUS_STATUS:
+        return AmbiguousError(f"{summary}: SendGrid may have accepted the message")
     if action in (Action.RETRY, Action.RATE_LIMITED):
         headers = response.headers
         wait = retry_after_seconds(headers.get("Retry-After"), headers.get("Date"))

@@ -16,8 +16,8 @@ from twilio.rest import Client
 
 from bridge.channels.base import OutboundMessage, PermanentSendError, SendResult
 from bridge.config import TwilioSettings
-from bridge.errors import RetriableError
-from bridge.http import Action, RetryPolicy, classify, send_with_retries
+from bridge.errors import AmbiguousError, RetriableError
+from bridge.http import AMBIGUOUS_STATUS, Action, RetryPolicy, classify, send_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ class HttpxTwilioClient(HttpClient):
                 follow_redirects=allow_redirects,
             )
 
-        response = send_with_retries(call, self.policy)
+        idempotent = method.upper() in ("GET", "HEAD", "PUT", "DELETE")
+        response = send_with_retries(call, self.policy, idempotent=idempotent)
         return Response(response.status_code, response.text, dict(response.headers))
 
 
@@ -103,7 +104,7 @@ class TwilioSmsChannel:
             created = self.client.messages.create(**kwargs)
         except TwilioRestException as exc:
             raise _translate(exc) from None
-        except RetriableError:
+        except (RetriableError, AmbiguousError):
             raise
         except TwilioException as exc:  # other error formats: treat as transient, bounded
             raise RetriableError(f"twilio error: {type(exc).__name__}") from None
@@ -126,6 +127,8 @@ def _translate(exc: TwilioRestException) -> Exception:
         )
     if code in RETRY_LATER:
         return RetriableError(summary)
+    if exc.status in AMBIGUOUS_STATUS:
+        return AmbiguousError(f"{summary}: Twilio may have accepted the message")
     action = classify(exc.status)
     if action in (Action.RETRY, Action.RATE_LIMITED):
         return RetriableError(summary)

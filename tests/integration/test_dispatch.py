@@ -234,3 +234,17 @@ def test_concurrent_claims_never_overlap(pg_url, clock):
     flat = [i for batch in claimed for i in batch]
     assert len(flat) == len(set(flat)) == 40
     bridge.close()
+
+
+def test_ambiguous_send_is_recorded_and_never_resent(any_bridge):
+    from bridge.errors import AmbiguousError
+
+    bridge = any_bridge
+    setup_one(bridge)
+    bridge.channel = FlakyChannel(AmbiguousError("twilio 500: Twilio may have accepted it"))
+    assert bridge.dispatch().failed == 1
+    bridge.clock.advance(timedelta(hours=2))
+    bridge.dispatch()
+    r = reminders(bridge)["on_assign"]
+    assert r.state == "failed" and r.last_error.startswith("outcome unknown, not resent")
+    assert bridge.channel.calls == 1

@@ -14,7 +14,7 @@ import respx
 from bridge.channels.base import OutboundMessage, PermanentSendError, SendResult
 from bridge.channels.sendgrid_email import SendGridEmailChannel
 from bridge.config import SendGridSettings
-from bridge.errors import RetriableError
+from bridge.errors import AmbiguousError, RetriableError
 from bridge.http import RetryPolicy
 
 API_KEY = "SG.test-key.not-a-real-secret"
@@ -327,15 +327,26 @@ def test_rate_limited_waits_retry_after_then_succeeds(sendgrid, make_channel, sl
     assert route.calls[0].request.content == route.calls[1].request.content
 
 
-def test_server_errors_give_up_after_three_attempts(sendgrid, make_channel, sleeps):
-    route = sendgrid.post(SEND_URL).mock(return_value=httpx.Response(500, text="oops"))
+def test_unavailable_gives_up_after_three_attempts(sendgrid, make_channel, sleeps):
+    route = sendgrid.post(SEND_URL).mock(return_value=httpx.Response(503, text="busy"))
 
     with pytest.raises(RetriableError) as raised:
         make_channel().send(outbound())
 
     assert route.call_count == 3
     assert len(sleeps.delays) == 2  # between attempts only, never after the last
-    assert "sendgrid 500" in str(raised.value)
+    assert "sendgrid 503" in str(raised.value)
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_an_error_after_sendgrid_may_have_acted_is_never_repeated(sendgrid, make_channel, status):
+    """No idempotency key at SendGrid: a 500 may still have queued the mail."""
+    route = sendgrid.post(SEND_URL).mock(return_value=httpx.Response(status, text="oops"))
+
+    with pytest.raises(AmbiguousError):
+        make_channel().send(outbound())
+
+    assert route.call_count == 1
 
 
 def test_rate_limited_to_the_end_says_when_to_come_back(sendgrid, make_channel, sleeps):
@@ -351,14 +362,23 @@ def test_rate_limited_to_the_end_says_when_to_come_back(sendgrid, make_channel, 
     assert raised.value.retry_after == 20.0
 
 
-def test_timeout_then_success(sendgrid, make_channel, sleeps):
+def test_connect_timeout_then_success(sendgrid, make_channel, sleeps):
     route = sendgrid.post(SEND_URL).mock(
-        side_effect=[httpx.ReadTimeout("read timed out"), accepted()]
+        side_effect=[httpx.ConnectTimeout("connect timed out"), accepted()]
     )
 
     assert make_channel().send(outbound()).provider_message_id == MESSAGE_ID
     assert route.call_count == 2
     assert len(sleeps.delays) == 1
+
+
+def test_read_timeout_after_sending_is_ambiguous_not_repeated(sendgrid, make_channel):
+    route = sendgrid.post(SEND_URL).mock(side_effect=httpx.ReadTimeout("read timed out"))
+
+    with pytest.raises(AmbiguousError):
+        make_channel().send(outbound())
+
+    assert route.call_count == 1
 
 
 def test_timeouts_on_every_attempt_are_retriable(sendgrid, make_channel):

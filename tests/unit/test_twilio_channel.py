@@ -15,7 +15,7 @@ import respx
 from bridge.channels.base import OutboundMessage, PermanentSendError, SendResult
 from bridge.channels.twilio_sms import TwilioSmsChannel
 from bridge.config import TwilioSettings
-from bridge.errors import RetriableError
+from bridge.errors import AmbiguousError, RetriableError
 from bridge.http import RetryPolicy
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -374,3 +374,22 @@ def test_bad_credentials_are_permanent_and_not_retried(twilio, make_channel, sle
     assert sleeps.delays == []
     # the auth token never leaks into the error text
     assert AUTH_TOKEN not in str(raised.value)
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_an_error_after_twilio_may_have_acted_is_never_repeated(twilio, make_channel, status):
+    route = twilio.post(MESSAGES_URL).mock(return_value=httpx.Response(status, text="oops"))
+
+    with pytest.raises(AmbiguousError):
+        make_channel().send(outbound())
+
+    assert route.call_count == 1
+
+
+def test_read_timeout_after_sending_is_ambiguous(twilio, make_channel):
+    route = twilio.post(MESSAGES_URL).mock(side_effect=httpx.ReadTimeout("read timed out"))
+
+    with pytest.raises(AmbiguousError):
+        make_channel().send(outbound())
+
+    assert route.call_count == 1
