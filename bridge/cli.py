@@ -93,12 +93,17 @@ def run(config: Path = ConfigOption) -> None:
     import uvicorn
 
     from bridge.service import Bridge
-    from bridge.store.db import make_engine, upgrade
+    from bridge.store.db import SQLiteInUse, claim_sqlite_file, make_engine, upgrade
     from bridge.web.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per tick is noise
     settings = _load(config)
+    try:
+        lock = claim_sqlite_file(settings.database.url)  # noqa: F841 - held while running
+    except SQLiteInUse as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     engine = make_engine(settings.database.url)
     upgrade(engine)
     try:

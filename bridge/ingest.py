@@ -45,6 +45,7 @@ class IngestStats:
     pages: int = 0
     events: int = 0
     rejected: int = 0
+    skipped: bool = False
 
 
 # -- patients and clinicians ---------------------------------------------------------

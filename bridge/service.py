@@ -26,7 +26,7 @@ from bridge.errors import ConfigError
 from bridge.ingest import IngestStats, apply_page, read_cursor
 from bridge.links import LinkKey
 from bridge.rendering import Renderer
-from bridge.store.db import make_engine, session_scope
+from bridge.store.db import make_engine, poll_lock, session_scope
 from bridge.writeback import WriteBackStats, run_writebacks
 
 log = logging.getLogger(__name__)
@@ -118,14 +118,20 @@ class Bridge:
         """Read every page since the stored cursor; each page commits with its cursor."""
         connector = self.connector(name)
         stats = IngestStats()
-        with session_scope(self.engine) as session:
-            cursor = read_cursor(session, name)
-        for page in connector.poll(cursor):
+        with poll_lock(self.engine, name) as held:
+            if not held:
+                stats.skipped = True  # another replica is polling this connector
+                return stats
             with session_scope(self.engine) as session:
-                applied, rejected = apply_page(session, name, page, self.settings, self.clock.now())
-            stats.pages += 1
-            stats.events += applied
-            stats.rejected += rejected
+                cursor = read_cursor(session, name)
+            for page in connector.poll(cursor):
+                with session_scope(self.engine) as session:
+                    applied, rejected = apply_page(
+                        session, name, page, self.settings, self.clock.now()
+                    )
+                stats.pages += 1
+                stats.events += applied
+                stats.rejected += rejected
         return stats
 
     def poll_all(self) -> dict[str, IngestStats]:

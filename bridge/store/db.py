@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
@@ -54,6 +56,59 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for PostgreSQL advisory locks."""
+    digest = hashlib.sha256(f"homework-bridge:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def poll_lock(engine: Engine, connector: str) -> Iterator[bool]:
+    """One replica polls a connector at a time: a session-level advisory lock on PostgreSQL.
+
+    It is released when the poll ends, or by the server when the holder's connection dies,
+    so a crashed replica hands the work on. SQLite is single-process: always held.
+    """
+    if not is_postgres(engine):
+        yield True
+        return
+    key = advisory_key(f"poll:{connector}")
+    with engine.connect() as conn:
+        held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+        conn.commit()
+        try:
+            yield held
+        finally:
+            if held:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+
+
+class SQLiteInUse(RuntimeError):
+    pass
+
+
+def claim_sqlite_file(url: str):
+    """Refuse a second process on one SQLite file: the bridge scales out on PostgreSQL only.
+
+    Returns an open lock file to keep for the life of the process (None for other stores).
+    """
+    parsed = make_url(normalise_url(url))
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    lock_path = Path(parsed.database).resolve().with_suffix(".bridge-lock")
+    handle = open(lock_path, "a+")  # noqa: SIM115 - held until the process exits
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise SQLiteInUse(
+            f"another bridge process is already using {parsed.database}; SQLite serves one "
+            "process. Stop it, or run several replicas on PostgreSQL."
+        ) from None
+    return handle
 
 
 def alembic_config(engine: Engine) -> Config:

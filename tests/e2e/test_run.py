@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -89,5 +90,33 @@ def test_bridge_run_refuses_a_bad_config_before_touching_anything(tmp_path):
         timeout=120,
     )
     assert out.returncode == 2
-    assert "connectors[0].type: unknown connector 'epik'; available: sandbox" in out.stderr
+    assert "connectors[0].type: unknown connector 'epik'; available: " in out.stderr
+    assert "sandbox" in out.stderr.split("available:")[1]
     assert not db.exists()
+
+
+def test_a_second_process_on_one_sqlite_file_is_refused(tmp_path):
+    db = tmp_path / "one.db"
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.format(url=f"sqlite:///{db}", port=free_port()))
+    first = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        port = int(re.search(r"port: (\d+)", config.read_text()).group(1))
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", first)
+        second = subprocess.run(
+            [sys.executable, "-m", "bridge", "run", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 2
+        assert "another bridge process is already using" in second.stderr
+        assert "PostgreSQL" in second.stderr
+    finally:
+        first.terminate()
+        first.communicate(timeout=30)

@@ -186,3 +186,24 @@ def test_completed_in_source_cancels_reminders(bridge):
     ehr.update_assignment("hw-1", status=TaskStatus.completed)
     bridge.poll("ehr")
     assert {r.state for r in rows(bridge, Reminder)} == {"cancelled"}
+
+
+def test_one_replica_polls_a_connector_at_a_time(pg_url, clock):
+    """While another replica holds the connector's advisory lock, this one skips the poll."""
+    from sqlalchemy import create_engine, text
+
+    from bridge.store.db import advisory_key
+    from tests.conftest import build_bridge
+
+    bridge = build_bridge(pg_url, clock)
+    seed(bridge.connectors["ehr"])
+    bridge.connectors["ehr"].assign(assignment("hw-1", clock.now()))
+    other = create_engine(pg_url)
+    with other.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": advisory_key("poll:ehr")})
+        stats = bridge.poll("ehr")
+        assert stats.skipped and stats.events == 0
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": advisory_key("poll:ehr")})
+    assert bridge.poll("ehr").events == 1  # the lock is free again
+    other.dispose()
+    bridge.close()
