@@ -18,6 +18,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
 app.add_typer(db_app, name="db")
+outbox_app = typer.Typer(no_args_is_help=True, help="What is stuck in the outboxes.")
+app.add_typer(outbox_app, name="outbox")
 console = Console()
 err = Console(stderr=True)
 
@@ -175,6 +177,59 @@ def db_current(config: Path = ConfigOption) -> None:
 
     settings = _load(config)
     console.print(current_revision(make_engine(settings.database.url)) or "(empty)")
+
+
+def _outbox_session(config: Path):
+    from bridge.clock import SystemClock
+    from bridge.store.db import make_engine, session_scope
+
+    settings = _load(config)
+    return session_scope(make_engine(settings.database.url)), SystemClock().now()
+
+
+@outbox_app.command("list")
+def outbox_list(config: Path = ConfigOption) -> None:
+    """List failed (dead-letter) and retrying items, with their reasons."""
+    from rich.table import Table
+
+    from bridge.outbox_admin import stuck
+
+    scope, now = _outbox_session(config)
+    with scope as session:
+        items = stuck(session, now)
+    if not items:
+        console.print("nothing is stuck")
+        return
+    table = Table("kind", "id", "assignment", "what", "state", "attempts", "reason")
+    for i in items:
+        table.add_row(i.kind, str(i.id), i.assignment, i.what, i.state, str(i.attempts),
+                      i.reason or "")  # fmt: skip
+    console.print(table)
+
+
+def _outbox_action(action: str, config: Path, kind: str, item_id: int) -> None:
+    from bridge import outbox_admin
+
+    scope, now = _outbox_session(config)
+    try:
+        with scope as session:
+            getattr(outbox_admin, action)(session, kind, item_id, now)
+    except outbox_admin.OutboxError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(f"{kind} {item_id}: {'due again now' if action == 'retry' else 'dropped'}")
+
+
+@outbox_app.command("retry")
+def outbox_retry(kind: str, item_id: int, config: Path = ConfigOption) -> None:
+    """Put a failed reminder or write-back back in line, due now."""
+    _outbox_action("retry", config, kind, item_id)
+
+
+@outbox_app.command("drop")
+def outbox_drop(kind: str, item_id: int, config: Path = ConfigOption) -> None:
+    """Cancel a reminder or write-back for good."""
+    _outbox_action("drop", config, kind, item_id)
 
 
 def main() -> None:  # pragma: no cover

@@ -63,6 +63,7 @@ class ServerSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=1, le=65535)
     public_url: str | None = None
+    admin_token: SecretStr | None = None
 
     @field_validator("public_url")
     @classmethod

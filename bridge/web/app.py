@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from bridge.service import Bridge
-from bridge.web import health, pages, webhooks
+from bridge.web import admin, health, pages, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ def create_app(bridge: Bridge, *, run_scheduler: bool = False) -> FastAPI:
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(pages.router)
+    app.include_router(admin.router)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
