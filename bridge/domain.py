@@ -201,3 +201,4 @@ class NoteWrite:
     written_at: datetime
     document_reference: dict = field(default_factory=dict)
     attempt: int = 1  # > 1: an earlier try may have landed; look it up before creating
+    completion: CompletionData | None = None  # what the client reported (completion notes)

@@ -20,7 +20,7 @@ from bridge.connector import Connector
 from bridge.domain import BusinessStatus, NoteKind, NoteWrite, TaskStatus
 from bridge.errors import FatalError, RetriableError
 from bridge.fhir import build_document_reference
-from bridge.records import assignment_data, refresh_task
+from bridge.records import assignment_data, completion_data, refresh_task
 from bridge.rendering import Renderer
 from bridge.store.db import session_scope
 from bridge.store.models import Assignment, Clinician, Completion, Patient, Reminder, WriteBack
@@ -133,6 +133,7 @@ def render_note(
         written_at=wb.updated_at,
         document_reference=doc.model_dump(mode="json", exclude_none=True),
         attempt=wb.attempts,
+        completion=completion_data(completion) if wb.kind == NoteKind.completion else None,
     )
 
 

@@ -115,7 +115,7 @@ def test_check_reports_every_problem_on_its_own_line(tmp_path) -> None:
         "configuration errors:\n"
         f"  {config}:10: server.public_url: Value error, public_url must start with https:// "
         "(or http:// for local testing)\n"
-        f"  {config}:8: connectors[0].type: unknown connector 'epic'; available: sandbox\n"
+        f"  {config}:8: connectors[0].type: unknown connector 'epic'; available: fhir, sandbox\n"
     )
     assert not db.exists()
 
@@ -127,7 +127,7 @@ def test_check_with_an_unknown_connector_lists_the_available_ones(tmp_path) -> N
     assert result.stdout == ""
     assert result.stderr == (
         "configuration error:\n"
-        f"  {config}:8: connectors[0].type: unknown connector 'epic'; available: sandbox\n"
+        f"  {config}:8: connectors[0].type: unknown connector 'epic'; available: fhir, sandbox\n"
     )
     assert not db.exists()
 
@@ -147,7 +147,7 @@ def test_run_with_a_bad_config_touches_no_database(tmp_path) -> None:
     config, db = write_config(tmp_path, GOOD_CONNECTORS.replace("sandbox", "epic"))
     result = runner.invoke(app, ["run", "--config", str(config)])
     assert result.exit_code == 2
-    assert "unknown connector 'epic'; available: sandbox" in result.stderr
+    assert "unknown connector 'epic'; available: fhir, sandbox" in result.stderr
     assert not db.exists()
 
 

@@ -466,14 +466,14 @@ def test_errors_do_not_echo_secrets() -> None:
 def test_unknown_connector_lists_the_available_ones_at_the_type_line() -> None:
     text = MINIMAL.replace("type: sandbox", "type: epic")
     assert problems_of(text) == [
-        "c.yaml:6: connectors[0].type: unknown connector 'epic'; available: sandbox"
+        "c.yaml:6: connectors[0].type: unknown connector 'epic'; available: fhir, sandbox"
     ]
 
 
 def test_unknown_connector_in_a_later_entry() -> None:
     text = MINIMAL + "  - name: portal\n    enabled: false\n    type: simplepractice\n"
     assert problems_of(text) == [
-        "c.yaml:9: connectors[1].type: unknown connector 'simplepractice'; available: sandbox"
+        "c.yaml:9: connectors[1].type: unknown connector 'simplepractice'; available: fhir, sandbox"
     ]
 
 
@@ -513,7 +513,7 @@ def test_connector_problems_come_with_every_other_problem() -> None:
     )
     assert problems_of(text) == [
         "c.yaml:12: server.port: Input should be greater than or equal to 1",
-        "c.yaml:6: connectors[0].type: unknown connector 'epic'; available: sandbox",
+        "c.yaml:6: connectors[0].type: unknown connector 'epic'; available: fhir, sandbox",
         "c.yaml:10: connectors[1].options.page_size: Input should be greater than or equal to 1",
     ]
 

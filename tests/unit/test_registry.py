@@ -59,17 +59,18 @@ def test_entry_points_expose_the_sandbox() -> None:
 def test_unknown_connector_lists_the_available_ones() -> None:
     with pytest.raises(ConfigError) as info:
         registry.connector_class("nope")
-    assert str(info.value) == "unknown connector 'nope'; available: sandbox"
+    assert str(info.value) == "unknown connector 'nope'; available: fhir, sandbox"
 
 
 def test_plugin_whose_module_is_missing(extra_plugins) -> None:
     extra_plugins(ep("broken", "no_such_module_xyz:Thing"))
-    assert set(registry.available()) == {"broken", "sandbox"}
+    assert set(registry.available()) == {"broken", "fhir", "sandbox"}
     with pytest.raises(ConfigError) as info:
         registry.connector_class("broken")
     assert str(info.value) == (
         "connector 'broken' failed to load "
-        "(ModuleNotFoundError: No module named 'no_such_module_xyz'); available: broken, sandbox"
+        "(ModuleNotFoundError: No module named 'no_such_module_xyz'); "
+        "available: broken, fhir, sandbox"
     )
     assert isinstance(info.value.__cause__, ModuleNotFoundError)
     # the others still load
@@ -84,7 +85,7 @@ def test_plugin_that_raises_on_import(extra_plugins, tmp_path, monkeypatch) -> N
         registry.connector_class("exploding")
     assert str(info.value) == (
         "connector 'exploding' failed to load (RuntimeError: no licence key); "
-        "available: exploding, sandbox"
+        "available: exploding, fhir, sandbox"
     )
 
 
@@ -95,7 +96,7 @@ def test_plugin_whose_attribute_is_missing(extra_plugins) -> None:
     message = str(info.value)
     assert message.startswith("connector 'typo' failed to load (AttributeError: ")
     assert "SandboxConector" in message
-    assert message.endswith("; available: sandbox, typo")
+    assert message.endswith("; available: fhir, sandbox, typo")
 
 
 @pytest.mark.parametrize(
@@ -128,7 +129,8 @@ connectors:
         parse_settings(text, source="c.yaml", env={})
     assert info.value.problems == [
         "c.yaml:6: connectors[0].type: connector 'broken' failed to load "
-        "(ModuleNotFoundError: No module named 'no_such_module_xyz'); available: broken, sandbox"
+        "(ModuleNotFoundError: No module named 'no_such_module_xyz'); "
+        "available: broken, fhir, sandbox"
     ]
 
 
@@ -158,14 +160,15 @@ def test_build_connectors_stops_on_a_broken_plugin(extra_plugins, clock) -> None
         build_connectors(settings_with("broken"), clock)
     assert str(info.value) == (
         "connector 'broken' failed to load "
-        "(ModuleNotFoundError: No module named 'no_such_module_xyz'); available: broken, sandbox"
+        "(ModuleNotFoundError: No module named 'no_such_module_xyz'); "
+        "available: broken, fhir, sandbox"
     )
 
 
 def test_build_connectors_stops_on_an_unknown_type(clock) -> None:
     with pytest.raises(ConfigError) as info:
         build_connectors(settings_with("epic"), clock)
-    assert str(info.value) == "unknown connector 'epic'; available: sandbox"
+    assert str(info.value) == "unknown connector 'epic'; available: fhir, sandbox"
 
 
 def test_bridge_does_not_start_with_a_broken_plugin(extra_plugins, clock) -> None:
