@@ -542,3 +542,29 @@ def test_callback_for_another_message_changes_nothing(bridge, client, sent):
     r = reminder(bridge, "on_assign")
     assert r.state == "sent" and r.last_error is None
     assert not one(bridge, Patient).sms_opted_out
+
+
+def test_connector_webhooks_are_parsed_off_the_event_loop(bridge, client, in_ehr, monkeypatch):
+    """A large notification Bundle must not stall the server: parsing runs in a worker."""
+    import asyncio
+
+    ehr = bridge.connectors["ehr"]
+    real = ehr.handle_webhook
+    seen = []
+
+    def handler(headers, body):
+        try:
+            asyncio.get_running_loop()
+            seen.append("event loop")
+        except RuntimeError:
+            seen.append("worker thread")
+        return real(headers, body)
+
+    monkeypatch.setattr(ehr, "handle_webhook", handler)
+    body = json.dumps({"assignment": in_ehr}).encode()
+    response = client.post(
+        "/webhooks/ehr",
+        content=body,
+        headers={"X-Bridge-Signature": bridge_signature(bridge, body)},
+    )
+    assert response.status_code == 200 and seen == ["worker thread"]

@@ -24,6 +24,10 @@ def test_jobs_have_stable_ids_and_safe_defaults(bridge):
         assert job.misfire_grace_time >= 1
     assert jobs["dispatch"].trigger.interval.total_seconds() == 30
     assert jobs["poll:ehr"].trigger.interval.total_seconds() == 300
+    # ticks (polls parse whole Bundles) run in worker threads, never on the event loop
+    from apscheduler.executors.pool import ThreadPoolExecutor
+
+    assert isinstance(scheduler._lookup_executor("default"), ThreadPoolExecutor)
 
 
 def test_each_job_drives_the_bridge_tick(bridge, monkeypatch):
