@@ -156,6 +156,7 @@ class SchedulerSettings(_Section):
     lease_seconds: float = Field(120, gt=0)
     max_send_attempts: int = Field(5, ge=1)
     retry_backoff_seconds: float = Field(300, gt=0)
+    unknown_outcome_wait_seconds: float = Field(900, gt=0)
 
 
 class WriteBackSettings(_Section):

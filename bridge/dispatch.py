@@ -61,7 +61,8 @@ class DispatchStats:
     deferred: int = 0
     failed: int = 0
     retrying: int = 0
-    expired: int = 0
+    unknown: int = 0
+    expired: int = 0  # unknown outcomes put back in line after the wait
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -147,7 +148,8 @@ def dispatch_batch(
     stats = DispatchStats()
     sched = settings.scheduler
     with session_scope(engine) as session:
-        stats.expired, _ = expire_leases(session, now=now)
+        wait = timedelta(seconds=sched.unknown_outcome_wait_seconds)
+        stats.expired, _ = expire_leases(session, now=now, unknown_wait=wait)
         ids = claim(
             session,
             Reminder,
@@ -273,9 +275,9 @@ def _record_send(
         return
     reminder.last_error = str(result)[:500]
     if isinstance(result, AmbiguousError):
-        reminder.state = "failed"  # the status callback (it carries the id) settles it
-        reminder.last_error = f"outcome unknown, not resent: {result}"[:500]
-        stats.failed += 1
+        reminder.state = "unknown"  # the status callback (it carries the id) settles it
+        reminder.last_error = f"outcome unknown, awaiting the provider: {result}"[:500]
+        stats.unknown += 1
         return
     if isinstance(result, RetriableError) and reminder.attempts < sched.max_send_attempts:
         backoff = sched.retry_backoff_seconds * 2 ** (reminder.attempts - 1)
@@ -307,7 +309,16 @@ def dispatch_due(engine, **kwargs) -> DispatchStats:
     total = DispatchStats()
     while True:
         stats = dispatch_batch(engine, **kwargs)
-        for name in ("claimed", "sent", "skipped", "deferred", "failed", "retrying", "expired"):
+        for name in (
+            "claimed",
+            "sent",
+            "skipped",
+            "deferred",
+            "failed",
+            "retrying",
+            "unknown",
+            "expired",
+        ):
             setattr(total, name, getattr(total, name) + getattr(stats, name))
         for reason, n in stats.reasons.items():
             total.reasons[reason] = total.reasons.get(reason, 0) + n

@@ -61,6 +61,7 @@ class Step(StrEnum):
 class ReminderState(StrEnum):
     scheduled = "scheduled"
     sending = "sending"
+    unknown = "unknown"  # the provider may have it; its callback settles it
     sent = "sent"
     delivered = "delivered"
     failed = "failed"

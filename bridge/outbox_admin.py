@@ -32,7 +32,7 @@ def stuck(session: Session, now: datetime) -> list[StuckItem]:
     reminders = session.exec(
         select(Reminder, Assignment.external_id)
         .join(Assignment, Assignment.id == Reminder.assignment_id)
-        .where(or_(Reminder.state == "failed",
+        .where(or_(col(Reminder.state).in_(["failed", "unknown"]),
                    (Reminder.state == "sending") & (col(Reminder.lease_until) < now)))
         .order_by(Reminder.id)
     ).all()  # fmt: skip

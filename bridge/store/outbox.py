@@ -53,21 +53,32 @@ def claim(
     return ids
 
 
-def expire_leases(session: Session, *, now: datetime) -> tuple[int, int]:
+def expire_leases(session: Session, *, now: datetime, unknown_wait: timedelta) -> tuple[int, int]:
     """Settle rows whose worker vanished mid-flight.
 
-    A reminder left ``sending`` may have reached the provider: it is never resent blind.
-    It becomes ``failed`` (outcome unknown) unless a status callback settles it first.
+    A reminder left ``sending`` may have reached the provider: it becomes ``unknown`` and
+    waits for the provider's status callback (which carries the reminder id) to settle it.
+    Only when ``unknown_wait`` passes with no callback is it put back in line to be sent.
     A write-back left ``writing`` is retried: notes are keyed by the bridge's identifier,
     so writing one again cannot duplicate it.
     """
-    reminders = session.exec(
+    session.exec(
         update(Reminder)
         .where(Reminder.state == "sending", Reminder.lease_until < now)
         .values(
-            state="failed",
-            last_error="outcome unknown: worker stopped mid-send; not resent",
+            state="unknown",
+            last_error="outcome unknown: the worker stopped mid-send; awaiting the provider",
             lease_until=None,
+            updated_at=now,
+        )
+    )
+    reminders = session.exec(
+        update(Reminder)
+        .where(Reminder.state == "unknown", Reminder.updated_at <= now - unknown_wait)
+        .values(
+            state="scheduled",
+            scheduled_for=now,
+            last_error="no word from the provider in time: sending again",
             updated_at=now,
         )
     ).rowcount

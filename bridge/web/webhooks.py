@@ -147,7 +147,7 @@ async def twilio_status(request: Request) -> Response:
                 row.provider_message_id = sid  # reconciles a send whose outcome was unknown
             if not new_state or (row.state == "delivered" and new_state == "sent"):
                 return "ok"
-            if row.state in ("sending", "failed") and new_state in ("sent", "delivered"):
+            if row.state in ("sending", "unknown", "failed") and new_state in ("sent", "delivered"):
                 row.sent_at = row.sent_at or now
             row.state = new_state
             row.lease_until = None

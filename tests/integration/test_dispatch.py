@@ -181,11 +181,10 @@ def test_unusable_number_is_remembered(bridge):
     assert bridge.channel.calls == 1
 
 
-def test_a_send_whose_worker_died_is_never_resent_blind(any_bridge):
-    bridge = any_bridge
-    setup_one(bridge)
-    with session_scope(bridge.engine) as s:  # a worker claims, then dies before recording
-        ids = claim(
+def kill_mid_send(bridge) -> int:
+    """A worker claims the reminder (marks it sending), then dies before recording anything."""
+    with session_scope(bridge.engine) as s:
+        [rid] = claim(
             s,
             Reminder,
             now=bridge.clock.now(),
@@ -193,13 +192,62 @@ def test_a_send_whose_worker_died_is_never_resent_blind(any_bridge):
             lease=timedelta(seconds=120),
             worker="dead-worker",
         )
-    assert len(ids) == 1
+    return rid
+
+
+def test_a_send_whose_worker_died_waits_for_the_provider(any_bridge):
+    bridge = any_bridge
+    setup_one(bridge)
+    kill_mid_send(bridge)
     assert bridge.dispatch().claimed == 0  # leased: nobody else takes it
     bridge.clock.advance(timedelta(seconds=121))
-    stats = bridge.dispatch()
-    assert stats.expired == 1 and bridge.channel.sent == []
+    bridge.dispatch()
     r = reminders(bridge)["on_assign"]
-    assert r.state == "failed" and "outcome unknown" in r.last_error
+    assert r.state == "unknown" and "outcome unknown" in r.last_error
+    bridge.clock.advance(timedelta(seconds=899 - 121))
+    assert bridge.dispatch().claimed == 0 and bridge.channel.sent == []  # still waiting
+
+
+def test_a_late_callback_settles_it_and_nothing_is_resent(any_bridge):
+    from fastapi.testclient import TestClient
+    from twilio.request_validator import RequestValidator
+
+    from bridge.web.app import create_app
+
+    bridge = any_bridge
+    setup_one(bridge)
+    rid = kill_mid_send(bridge)
+    bridge.clock.advance(timedelta(seconds=121))
+    bridge.dispatch()
+    url = f"https://bridge.example.org/webhooks/twilio/status?reminder={rid}"
+    form = {"MessageSid": "SM" + "a" * 32, "MessageStatus": "delivered"}
+    signature = RequestValidator("test-auth-token").compute_signature(url, form)
+    response = TestClient(create_app(bridge)).post(
+        f"/webhooks/twilio/status?reminder={rid}",
+        data=form,
+        headers={"X-Twilio-Signature": signature},
+    )
+    assert response.status_code == 204
+    bridge.clock.advance(timedelta(hours=1))
+    bridge.dispatch()
+    r = reminders(bridge)["on_assign"]
+    assert r.state == "delivered" and r.provider_message_id == "SM" + "a" * 32
+    assert bridge.channel.sent == []  # the provider had it: never sent again
+
+
+def test_no_callback_within_the_wait_sends_it_again_once(any_bridge):
+    bridge = any_bridge
+    setup_one(bridge)
+    kill_mid_send(bridge)
+    bridge.clock.advance(timedelta(seconds=121))
+    bridge.dispatch()
+    bridge.clock.advance(timedelta(seconds=900))
+    stats = bridge.dispatch()
+    assert stats.expired == 1 and stats.sent == 1
+    bridge.clock.advance(timedelta(hours=2))
+    bridge.dispatch()
+    assert [m.reminder_id for m in bridge.channel.sent] == [reminders(bridge)["on_assign"].id]
+    assert reminders(bridge)["on_assign"].state == "sent"
 
 
 def test_concurrent_claims_never_overlap(pg_url, clock):
@@ -236,15 +284,18 @@ def test_concurrent_claims_never_overlap(pg_url, clock):
     bridge.close()
 
 
-def test_ambiguous_send_is_recorded_and_never_resent(any_bridge):
+def test_ambiguous_send_waits_for_the_provider_before_any_resend(any_bridge):
     from bridge.errors import AmbiguousError
 
     bridge = any_bridge
     setup_one(bridge)
-    bridge.channel = FlakyChannel(AmbiguousError("twilio 500: Twilio may have accepted it"))
-    assert bridge.dispatch().failed == 1
-    bridge.clock.advance(timedelta(hours=2))
+    bridge.channel = FlakyChannel(AmbiguousError("twilio 500: Twilio may have accepted it"), "SM9")
+    assert bridge.dispatch().unknown == 1
+    bridge.clock.advance(timedelta(minutes=10))
     bridge.dispatch()
     r = reminders(bridge)["on_assign"]
-    assert r.state == "failed" and r.last_error.startswith("outcome unknown, not resent")
+    assert r.state == "unknown" and r.last_error.startswith("outcome unknown, awaiting")
     assert bridge.channel.calls == 1
+    bridge.clock.advance(timedelta(minutes=5))  # 15 minutes without a callback
+    bridge.dispatch()
+    assert bridge.channel.calls == 2 and reminders(bridge)["on_assign"].state == "sent"
