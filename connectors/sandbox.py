@@ -67,6 +67,7 @@ class SandboxConnector(Connector):
         self.notes: dict[str, StoredNote] = {}
         self.note_writes = 0
         self._write_failures: list[Exception] = []
+        self._poll_failures: list[Exception] = []
 
     # -- what the EHR's users do -----------------------------------------------------
 
@@ -120,9 +121,20 @@ class SandboxConnector(Connector):
         with self._lock:
             self._write_failures.extend(errors)
 
+    def fail_next_polls(self, *errors: Exception) -> None:
+        """Make the next polls fail with these errors, in order (EHR outage drills)."""
+        with self._lock:
+            self._poll_failures.extend(errors)
+
     # -- the connector contract ------------------------------------------------------
 
     def poll(self, cursor: str | None) -> Iterator[Page]:
+        with self._lock:
+            if self._poll_failures:
+                raise self._poll_failures.pop(0)
+        yield from self._pages(cursor)
+
+    def _pages(self, cursor: str | None) -> Iterator[Page]:
         try:
             after = int(cursor) if cursor else 0
         except ValueError:
