@@ -100,6 +100,7 @@ def run(config: Path = ConfigOption) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per tick is noise
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per outbound request, too
     settings = _load(config)
     try:
         lock = claim_sqlite_file(settings.database.url)  # noqa: F841 - held while running

@@ -97,6 +97,7 @@ class TwilioSettings(_Section):
     from_number: str | None = None
     messaging_service_sid: str | None = Field(None, pattern=r"^MG[0-9a-fA-F]{32}$")
     timeout_seconds: float = Field(10, gt=0)
+    api_base_url: str = Field("https://api.twilio.com", pattern=r"^https?://[^/]+$")
 
     @model_validator(mode="after")
     def _sender(self) -> TwilioSettings:

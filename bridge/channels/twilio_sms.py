@@ -21,6 +21,8 @@ from bridge.http import AMBIGUOUS_STATUS, Action, RetryPolicy, classify, send_wi
 
 log = logging.getLogger(__name__)
 
+TWILIO_API = "https://api.twilio.com"
+
 # Twilio error codes the bridge must remember beyond this one message.
 OPTED_OUT = {21610}
 UNUSABLE_NUMBER = {21211, 21214, 21612, 21614, 30005, 30006}
@@ -30,10 +32,12 @@ RETRY_LATER = {30003, 20429}
 class HttpxTwilioClient(HttpClient):
     """twilio's HttpClient contract implemented with httpx and the bridge's retry policy."""
 
-    def __init__(self, client: httpx.Client, policy: RetryPolicy, timeout: float = 10) -> None:
+    def __init__(self, client: httpx.Client, policy: RetryPolicy, timeout: float = 10,
+                 base_url: str = TWILIO_API) -> None:  # fmt: skip
         super().__init__(logger=log, is_async=False, timeout=timeout)
         self.client = client
         self.policy = policy
+        self.base_url = base_url.rstrip("/")
 
     def request(
         self,
@@ -47,6 +51,8 @@ class HttpxTwilioClient(HttpClient):
         allow_redirects=False,
     ) -> Response:
         headers = dict(headers or {})
+        if uri.startswith(TWILIO_API) and self.base_url != TWILIO_API:
+            uri = self.base_url + uri[len(TWILIO_API) :]  # a regional edge or a local stand-in
         json_body = headers.get("Content-Type") in ("application/json", "application/scim+json")
 
         def call() -> httpx.Response:
@@ -81,7 +87,8 @@ class TwilioSmsChannel:
         self.settings = settings
         self.status_callback_base = status_callback_base
         self.http = http or httpx.Client(timeout=settings.timeout_seconds)
-        transport = HttpxTwilioClient(self.http, policy or RetryPolicy(), settings.timeout_seconds)
+        transport = HttpxTwilioClient(self.http, policy or RetryPolicy(), settings.timeout_seconds,
+                                      settings.api_base_url)  # fmt: skip
         self.client = Client(
             settings.account_sid, settings.auth_token.get_secret_value(), http_client=transport
         )
