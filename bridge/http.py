@@ -88,6 +88,29 @@ def _retriable_response(response: httpx.Response) -> bool:
     return classify(response.status_code) in (Action.RETRY, Action.RATE_LIMITED)
 
 
+def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+    """Backoff between attempts, or the server's own ``Retry-After`` when it sent one."""
+
+    def wait(state: RetryCallState) -> float:
+        outcome = state.outcome
+        header = None
+        if outcome is not None and not outcome.failed:
+            headers = outcome.result().headers
+            header = retry_after_seconds(headers.get("Retry-After"), headers.get("Date"))
+        return policy.delay(state.attempt_number, header)
+
+    return wait
+
+
+def _give_up(state: RetryCallState) -> httpx.Response:
+    """After the last attempt: the last answer, or RetriableError if there was none."""
+    assert state.outcome is not None
+    if state.outcome.failed:
+        exc = state.outcome.exception()
+        raise RetriableError(f"{type(exc).__name__} after {state.attempt_number} attempts")
+    return state.outcome.result()
+
+
 def send_with_retries(
     call: Callable[[], httpx.Response], policy: RetryPolicy, *, idempotent: bool = True
 ) -> httpx.Response:
@@ -98,66 +121,28 @@ def send_with_retries(
     is not idempotent (sending a message) is repeated only when it provably did not take
     effect (no connection, 429, 503); a read timeout after it was sent raises AmbiguousError.
     """
-    if not idempotent:
-        return _send_once_safely(call, policy)
+    if idempotent:
+        retry = retry_if_exception_type(httpx.TransportError) | retry_if_result(_retriable_response)
+        attempt = call
+    else:
+        retry = retry_if_exception_type(NOT_SENT) | retry_if_result(
+            lambda r: r.status_code in NOT_ACTED
+        )
 
-    def wait(state: RetryCallState) -> float:
-        outcome = state.outcome
-        header = None
-        if outcome is not None and not outcome.failed:
-            headers = outcome.result().headers
-            header = retry_after_seconds(headers.get("Retry-After"), headers.get("Date"))
-        return policy.delay(state.attempt_number, header)
-
-    def give_up(state: RetryCallState) -> httpx.Response:
-        assert state.outcome is not None
-        if state.outcome.failed:
-            exc = state.outcome.exception()
-            raise RetriableError(f"{type(exc).__name__} after {state.attempt_number} attempts")
-        return state.outcome.result()
+        def attempt() -> httpx.Response:
+            try:
+                return call()
+            except NOT_SENT:
+                raise
+            except httpx.TransportError as exc:
+                raise AmbiguousError(f"{type(exc).__name__} after the request was sent") from None
 
     retrying = Retrying(
         stop=stop_after_attempt(policy.attempts),
-        wait=wait,
-        retry=retry_if_exception_type(httpx.TransportError) | retry_if_result(_retriable_response),
+        wait=_wait(policy),
+        retry=retry,
         sleep=policy.sleep,
-        retry_error_callback=give_up,
+        retry_error_callback=_give_up,
         reraise=False,
     )
-    return retrying(call)
-
-
-def _send_once_safely(call: Callable[[], httpx.Response], policy: RetryPolicy) -> httpx.Response:
-    def wait(state: RetryCallState) -> float:
-        outcome = state.outcome
-        header = None
-        if outcome is not None and not outcome.failed:
-            headers = outcome.result().headers
-            header = retry_after_seconds(headers.get("Retry-After"), headers.get("Date"))
-        return policy.delay(state.attempt_number, header)
-
-    def give_up(state: RetryCallState) -> httpx.Response:
-        assert state.outcome is not None
-        if state.outcome.failed:
-            exc = state.outcome.exception()
-            raise RetriableError(f"{type(exc).__name__} after {state.attempt_number} attempts")
-        return state.outcome.result()
-
-    def guarded() -> httpx.Response:
-        try:
-            return call()
-        except NOT_SENT:
-            raise
-        except httpx.TransportError as exc:
-            raise AmbiguousError(f"{type(exc).__name__} after the request was sent") from None
-
-    retrying = Retrying(
-        stop=stop_after_attempt(policy.attempts),
-        wait=wait,
-        retry=retry_if_exception_type(NOT_SENT)
-        | retry_if_result(lambda r: r.status_code in NOT_ACTED),
-        sleep=policy.sleep,
-        retry_error_callback=give_up,
-        reraise=False,
-    )
-    return retrying(guarded)
+    return retrying(attempt)

@@ -106,22 +106,30 @@ def _context(bridge: Bridge, session: Session, assignment: Assignment, token: st
     }  # fmt: skip
 
 
+def _open(bridge: Bridge, session: Session, token: str, now) -> tuple | links.LinkProblem:
+    """The link and its assignment, or why the page cannot open (a cancelled one has expired)."""
+    link = links.resolve(session, bridge.link_key, token, now)
+    if isinstance(link, links.LinkProblem):
+        return link
+    assignment = session.get(Assignment, link.assignment_id)
+    if assignment is None or assignment.status in (
+        TaskStatus.cancelled,
+        TaskStatus.entered_in_error,
+    ):
+        return links.LinkProblem.expired
+    return link, assignment
+
+
 @router.get("/c/{token}", response_class=HTMLResponse)
 async def open_page(token: str, request: Request) -> HTMLResponse:
     bridge: Bridge = request.app.state.bridge
 
     def load():
         with Session(bridge.engine) as session:
-            link = links.resolve(session, bridge.link_key, token, bridge.clock.now())
-            if isinstance(link, links.LinkProblem):
-                return link
-            assignment = session.get(Assignment, link.assignment_id)
-            if assignment is None or assignment.status in (
-                TaskStatus.cancelled,
-                TaskStatus.entered_in_error,
-            ):
-                return links.LinkProblem.expired
-            return _context(bridge, session, assignment, token)
+            opened = _open(bridge, session, token, bridge.clock.now())
+            if isinstance(opened, links.LinkProblem):
+                return opened
+            return _context(bridge, session, opened[1], token)
 
     result = await run_in_threadpool(load)
     if isinstance(result, links.LinkProblem):
@@ -144,15 +152,10 @@ async def submit(token: str, request: Request) -> HTMLResponse:
     def apply():
         with session_scope(bridge.engine) as session:
             now = bridge.clock.now()
-            link = links.resolve(session, bridge.link_key, token, now)
-            if isinstance(link, links.LinkProblem):
-                return link
-            assignment = session.get(Assignment, link.assignment_id)
-            if assignment is None or assignment.status in (
-                TaskStatus.cancelled,
-                TaskStatus.entered_in_error,
-            ):
-                return links.LinkProblem.expired
+            opened = _open(bridge, session, token, now)
+            if isinstance(opened, links.LinkProblem):
+                return opened
+            link, assignment = opened
             ctx = _context(bridge, session, assignment, token)
             fields, errors = parse_form(form, ctx["t"])
             if errors:
