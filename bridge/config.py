@@ -158,6 +158,7 @@ class SchedulerSettings(_Section):
     max_send_attempts: int = Field(5, ge=1)
     retry_backoff_seconds: float = Field(300, gt=0)
     unknown_outcome_wait_seconds: float = Field(900, gt=0)
+    retry_jitter: float = Field(0.2, ge=0, le=1)
 
 
 class WriteBackSettings(_Section):

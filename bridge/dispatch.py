@@ -25,7 +25,7 @@ from bridge.records import refresh_task
 from bridge.rendering import Renderer
 from bridge.store.db import session_scope
 from bridge.store.models import Assignment, Completion, Patient, Reminder
-from bridge.store.outbox import claim, expire_leases
+from bridge.store.outbox import backoff, claim, expire_leases
 
 log = logging.getLogger(__name__)
 
@@ -280,11 +280,11 @@ def _record_send(
         stats.unknown += 1
         return
     if isinstance(result, RetriableError) and reminder.attempts < sched.max_send_attempts:
-        backoff = sched.retry_backoff_seconds * 2 ** (reminder.attempts - 1)
-        if result.retry_after:
-            backoff = max(backoff, result.retry_after)
         reminder.state = "scheduled"
-        reminder.scheduled_for = now + timedelta(seconds=backoff)
+        reminder.scheduled_for = now + backoff(
+            sched.retry_backoff_seconds, reminder.attempts, jitter=sched.retry_jitter,
+            retry_after=result.retry_after,
+        )  # fmt: skip
         stats.retrying += 1
         return
     reminder.state = "failed"

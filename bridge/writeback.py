@@ -24,7 +24,7 @@ from bridge.records import assignment_data, completion_data, refresh_task
 from bridge.rendering import Renderer
 from bridge.store.db import session_scope
 from bridge.store.models import Assignment, Clinician, Completion, Patient, Reminder, WriteBack
-from bridge.store.outbox import claim
+from bridge.store.outbox import backoff, claim
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +214,13 @@ def _write_one(
         elif isinstance(error, RetriableError) and wb.attempts < settings.writeback.max_attempts:
             wb.state = "pending"
             wb.last_error = str(error)[:500]
-            delay = settings.scheduler.retry_backoff_seconds * 2 ** (wb.attempts - 1)
-            wb.due_at = now + timedelta(seconds=max(delay, error.retry_after or 0))
+            sched = settings.scheduler
+            wb.due_at = now + backoff(
+                sched.retry_backoff_seconds,
+                wb.attempts,
+                jitter=sched.retry_jitter,
+                retry_after=error.retry_after,
+            )
             stats.retrying += 1
         else:
             wb.state = "failed"

@@ -42,6 +42,7 @@ channels:
     from_number: "+13125550199"
 scheduler:
   batch_size: 5
+  retry_jitter: 0  # exact instants in tests; the spread has its own test
 """
 
 

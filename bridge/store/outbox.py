@@ -7,6 +7,8 @@ replicas share one database without taking the same row; SQLite is single-node.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -88,3 +90,20 @@ def expire_leases(session: Session, *, now: datetime, unknown_wait: timedelta) -
         .values(state="pending", lease_until=None, updated_at=now)
     ).rowcount
     return reminders or 0, writebacks or 0
+
+
+def backoff(
+    base_seconds: float,
+    attempt: int,
+    *,
+    jitter: float,
+    retry_after: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> timedelta:
+    """Exponential backoff for an outbox row, spread by up to ``jitter`` of itself.
+
+    The spread keeps replicas that failed together (an outage ends for everyone at once)
+    from retrying in lockstep; a provider's ``Retry-After`` is a floor, never shortened.
+    """
+    delay = base_seconds * 2 ** max(0, attempt - 1) * (1 + jitter * rand())
+    return timedelta(seconds=max(delay, retry_after or 0))

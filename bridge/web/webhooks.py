@@ -7,7 +7,6 @@ gets 403 and the store is not touched.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
@@ -23,6 +22,7 @@ from bridge.ingest import apply_events
 from bridge.service import Bridge
 from bridge.store.db import session_scope
 from bridge.store.models import Reminder
+from bridge.store.outbox import backoff
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks")
@@ -159,11 +159,11 @@ async def twilio_status(request: Request) -> Response:
                     code in RETRY_LATER_CODES
                     and row.attempts < bridge.settings.scheduler.max_send_attempts
                 ):
-                    backoff = bridge.settings.scheduler.retry_backoff_seconds * 2 ** (
-                        row.attempts - 1
-                    )
+                    sched = bridge.settings.scheduler
                     row.state = "scheduled"  # the handset was unreachable: try again later
-                    row.scheduled_for = now + timedelta(seconds=backoff)
+                    row.scheduled_for = now + backoff(
+                        sched.retry_backoff_seconds, row.attempts, jitter=sched.retry_jitter
+                    )
                     row.provider_message_id = None
                     row.sent_at = None
                 else:
