@@ -142,7 +142,6 @@ def dispatch_batch(
     now: datetime,
     worker: str,
     link_key: LinkKey,
-    concurrency: int = 8,
 ) -> DispatchStats:
     """Claim one batch, send it, record every outcome in one transaction."""
     stats = DispatchStats()
@@ -195,7 +194,8 @@ def dispatch_batch(
                                    ttl=timedelta(days=settings.security.link_ttl_days))  # fmt: skip
                 link = f"{settings.server.public_url}/c/{token}"
             messages[rid] = render(send, reminder, link, settings, renderer)
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(to_send) or 1))) as pool:
+    workers = max(1, min(sched.send_concurrency, len(to_send)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         results = dict(
             zip(
                 [rid for rid, _ in to_send],

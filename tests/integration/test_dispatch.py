@@ -299,3 +299,28 @@ def test_ambiguous_send_waits_for_the_provider_before_any_resend(any_bridge):
     bridge.clock.advance(timedelta(minutes=5))  # 15 minutes without a callback
     bridge.dispatch()
     assert bridge.channel.calls == 2 and reminders(bridge)["on_assign"].state == "sent"
+
+
+def test_sends_in_a_batch_run_concurrently_up_to_the_setting(sqlite_url, clock):
+    from tests.conftest import build_bridge, make_settings
+
+    base = make_settings()
+    sched = base.scheduler.model_copy(update={"send_concurrency": 5})
+    bridge = build_bridge(sqlite_url, clock, base.model_copy(update={"scheduler": sched}))
+    ehr = bridge.connectors["ehr"]
+    seed(ehr, *[patient(f"p{i}", f"+1312555{5000 + i}") for i in range(5)])
+    for i in range(5):
+        ehr.assign(assignment(f"hw-{i}", clock.now(), patient_ext=f"p{i}"))
+    bridge.poll("ehr")
+    meet = threading.Barrier(5, timeout=10)  # passes only if all five are in flight at once
+
+    class Gathering:
+        name = "sms"
+
+        def send(self, message):
+            meet.wait()
+            return SendResult(f"SM{message.reminder_id}")
+
+    bridge.channel = Gathering()
+    assert bridge.dispatch().sent == 5
+    bridge.close()
