@@ -24,7 +24,7 @@ from bridge.domain import (
     Step,
     TaskStatus,
 )
-from bridge.errors import ContactError
+from bridge.errors import ContactError, SkippableError
 from bridge.ingest import cancel_pending
 from bridge.records import refresh_task
 from bridge.rendering import Renderer
@@ -79,8 +79,6 @@ def record_completion(
     now: datetime,
 ) -> Completion:
     if assignment.status in (TaskStatus.cancelled, TaskStatus.entered_in_error):
-        from bridge.errors import SkippableError
-
         raise SkippableError("report for a cancelled assignment")
     row = session.exec(select(Completion).where(Completion.assignment_id == assignment.id)).first()
     if row is None:

@@ -57,8 +57,4 @@ def ensure_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
-    return datetime(year, month, day, hour, minute, tzinfo=UTC)
-
-
-__all__ = ["Clock", "ManualClock", "SystemClock", "ensure_utc", "utc", "timedelta"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "ensure_utc"]

@@ -81,9 +81,6 @@ class RetryPolicy:
         return min(self.base_delay * 2 ** (attempt - 1), self.max_delay)
 
 
-NO_WAIT = RetryPolicy(sleep=lambda _s: None)
-
-
 def _retriable_response(response: httpx.Response) -> bool:
     return classify(response.status_code) in (Action.RETRY, Action.RATE_LIMITED)
 

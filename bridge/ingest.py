@@ -32,7 +32,7 @@ from bridge.domain import (
     TaskStatus,
 )
 from bridge.errors import ContactError, SkippableError
-from bridge.records import refresh_task, task_json
+from bridge.records import assignment_data, refresh_task, task_json
 from bridge.store.models import Assignment, Clinician, Patient, Reminder, SyncCursor, WriteBack
 from bridge.store.models import Rejection as RejectionRow
 
@@ -282,8 +282,6 @@ def appointment_booked(
             continue
         row.effective_due_at = event.start
         row.updated_at = now
-        from bridge.records import assignment_data
-
         replan(session, row, assignment_data(row), patient, settings, now)
 
 

@@ -163,10 +163,6 @@ def reference_key(ref: str | None, expected_type: str) -> str | None:
         return None
 
 
-def task_patient_key(task: Task) -> str | None:
-    return reference_key(task.for_fhir.reference if task.for_fhir else None, "Patient")
-
-
 def task_requester_key(task: Task) -> str | None:
     return reference_key(task.requester.reference if task.requester else None, "Practitioner")
 
