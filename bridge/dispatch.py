@@ -8,11 +8,15 @@ against the assignment, consent and quiet hours as they are now. A row is marked
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, select
+from sqlalchemy import insert
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, select
 
 from bridge import cadence, links
 from bridge.capture import set_consent
@@ -20,11 +24,11 @@ from bridge.channels.base import Channel, OutboundMessage, PermanentSendError, S
 from bridge.config import Settings
 from bridge.domain import BusinessStatus, CompletionStatus, Step, TaskStatus
 from bridge.errors import AmbiguousError, RetriableError
+from bridge.fhir import with_business_status
 from bridge.links import LinkKey
-from bridge.records import refresh_task
 from bridge.rendering import Renderer
-from bridge.store.db import session_scope
-from bridge.store.models import Assignment, Completion, Patient, Reminder
+from bridge.store.db import among, session_scope
+from bridge.store.models import Assignment, ClientLink, Completion, Patient, Reminder
 from bridge.store.outbox import backoff, claim, expire_leases
 
 log = logging.getLogger(__name__)
@@ -64,6 +68,13 @@ class DispatchStats:
     unknown: int = 0
     expired: int = 0  # unknown outcomes put back in line after the wait
     reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: DispatchStats) -> None:
+        for name in ("claimed", "sent", "skipped", "deferred", "failed", "retrying", "unknown",
+                     "expired"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for reason, n in other.reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + n
 
 
 def choose_channel(patient: Patient, available: set[str]) -> tuple[str, str] | Skip:
@@ -133,22 +144,24 @@ def _send(channel: Channel, message: OutboundMessage) -> SendResult | Exception:
         return PermanentSendError(f"channel error: {type(exc).__name__}")
 
 
-def dispatch_batch(
-    engine,
-    *,
-    channels: dict[str, Channel],
-    settings: Settings,
-    renderer: Renderer,
-    now: datetime,
-    worker: str,
-    link_key: LinkKey,
-) -> DispatchStats:
-    """Claim one batch, send it, record every outcome in one transaction."""
-    stats = DispatchStats()
+@dataclass
+class Batch:
+    """One claimed batch on its way through: decided, rendered, handed to the senders."""
+
+    ids: list[int]
+    rows: dict[int, tuple[Reminder, Assignment, Patient]]
+    decisions: dict[int, Decision]
+    sends: dict[int, Future] = field(default_factory=dict)
+
+
+def claim_batch(engine, *, channels: dict[str, Channel], settings: Settings, now: datetime,
+                worker: str, stats: DispatchStats) -> Batch | None:  # fmt: skip
+    """Lease one batch and decide each of its rows against the world as it is now."""
     sched = settings.scheduler
     with session_scope(engine) as session:
         wait = timedelta(seconds=sched.unknown_outcome_wait_seconds)
-        stats.expired, _ = expire_leases(session, now=now, unknown_wait=wait)
+        expired, _ = expire_leases(session, now=now, unknown_wait=wait)
+        stats.expired += expired
         ids = claim(
             session,
             Reminder,
@@ -157,104 +170,137 @@ def dispatch_batch(
             lease=timedelta(seconds=sched.lease_seconds),
             worker=worker,
         )
-    stats.claimed = len(ids)
+    stats.claimed += len(ids)
     if not ids:
-        return stats
+        return None
 
     with Session(engine, expire_on_commit=False) as session:
-        rows = session.exec(
+        found = session.exec(
             select(Reminder, Assignment, Patient)
             .join(Assignment, Assignment.id == Reminder.assignment_id)
             .join(Patient, Patient.id == Assignment.patient_id)
-            .where(col(Reminder.id).in_(ids))
+            .where(among(session, Reminder.id, ids))
         ).all()
-        assignment_ids = {a.id for _, a, _ in rows}
+        assignment_ids = {a.id for _, a, _ in found}
         completions = {
             c.assignment_id: c
             for c in session.exec(
-                select(Completion).where(col(Completion.assignment_id).in_(assignment_ids))
+                select(Completion).where(among(session, Completion.assignment_id, assignment_ids))
             ).all()
         }
     available = set(channels)
-    decisions = {
-        r.id: decide(r, a, p, completions.get(a.id), settings=settings, available=available,
-                     now=now)
-        for r, a, p in rows
-    }  # fmt: skip
-    by_reminder = {r.id: r for r, _, _ in rows}
-    to_send = [(rid, d) for rid, d in decisions.items() if isinstance(d, Send)]
-    messages: dict[int, OutboundMessage] = {}
-    with session_scope(engine) as session:  # every message's link exists before it is sent
-        for rid, send in to_send:
-            reminder = by_reminder[rid]
-            link = None
-            if settings.server.public_url:
-                token = links.mint(session, link_key, assignment_id=reminder.assignment_id,
-                                   reminder_id=rid, now=now,
-                                   ttl=timedelta(days=settings.security.link_ttl_days))  # fmt: skip
-                link = f"{settings.server.public_url}/c/{token}"
-            messages[rid] = render(send, reminder, link, settings, renderer)
-    workers = max(1, min(sched.send_concurrency, len(to_send)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = dict(
-            zip(
-                [rid for rid, _ in to_send],
-                pool.map(lambda item: _send(channels[item[1].channel], messages[item[0]]),
-                         to_send),
-                strict=True,
-            )
-        )  # fmt: skip
+    batch = Batch(ids=ids, rows={r.id: (r, a, p) for r, a, p in found}, decisions={})
+    for rid, (r, a, p) in batch.rows.items():
+        batch.decisions[rid] = decide(r, a, p, completions.get(a.id), settings=settings,
+                                      available=available, now=now)  # fmt: skip
+    return batch
 
-    with session_scope(engine) as session:
-        reminders = {
-            r.id: r for r in session.exec(select(Reminder).where(col(Reminder.id).in_(ids))).all()
-        }
-        by_id = {r.id: (a, p) for r, a, p in rows}
-        touched: dict[int, Assignment] = {}
-        for rid, decision in decisions.items():
-            reminder = reminders[rid]
-            if reminder.state != "sending" or reminder.leased_by != worker:
-                continue  # a status callback or another worker settled it meanwhile
-            reminder.lease_until = None
-            reminder.updated_at = now
-            assignment, patient = by_id[rid]
-            match decision:
-                case Skip(state=state, reason=reason):
-                    reminder.state, reminder.last_error = state, reason
-                    stats.skipped += 1
-                    stats.reasons[reason] = stats.reasons.get(reason, 0) + 1
-                case Defer(until=until):
-                    reminder.state, reminder.scheduled_for = "scheduled", until
-                    reminder.attempts -= 1  # waiting out quiet hours is not an attempt
-                    stats.deferred += 1
-                case Send(channel=channel):
-                    reminder.channel = channel
-                    _record_send(
-                        session,
-                        reminder,
-                        assignment,
-                        patient,
-                        results[rid],
-                        settings,
-                        now,
-                        stats,
-                        touched,
-                    )
-        for assignment in touched.values():
-            refresh_task(session, assignment)
-    return stats
+
+def render_batch(engine, batch: Batch, *, settings: Settings, renderer: Renderer,
+                 now: datetime, link_key: LinkKey) -> dict[int, OutboundMessage]:  # fmt: skip
+    """Every message of the batch; each one's link is committed before it can be sent."""
+    messages: dict[int, OutboundMessage] = {}
+    ttl = timedelta(days=settings.security.link_ttl_days)
+    rows: list[dict] = []
+    for rid, decision in batch.decisions.items():
+        if not isinstance(decision, Send):
+            continue
+        reminder = batch.rows[rid][0]
+        link = None
+        if settings.server.public_url:
+            token, row = links.new_link(link_key, assignment_id=reminder.assignment_id,
+                                        reminder_id=rid, now=now, ttl=ttl)  # fmt: skip
+            rows.append(row)
+            link = f"{settings.server.public_url}/c/{token}"
+        messages[rid] = render(decision, reminder, link, settings, renderer)
+    if rows:
+        with session_scope(engine) as session:
+            session.connection().execute(insert(ClientLink.__table__), rows)
+    return messages
+
+
+def submit_batch(batch: Batch, messages: dict[int, OutboundMessage], pool: Executor,
+                 channels: dict[str, Channel]) -> None:  # fmt: skip
+    for rid, message in messages.items():
+        channel = channels[batch.decisions[rid].channel]  # type: ignore[union-attr]
+        batch.sends[rid] = pool.submit(_send, channel, message)
+
+
+def record_batch(engine, batch: Batch, *, settings: Settings, now: datetime, worker: str,
+                 stats: DispatchStats) -> None:  # fmt: skip
+    """Wait for the batch's sends, then record every outcome in one transaction.
+
+    The rows are re-read locked, so a status callback that settled a row meanwhile is
+    kept, and one that arrives now waits for this commit and applies on top of it.
+    """
+    results = {rid: future.result() for rid, future in batch.sends.items()}
+    for attempt in range(1, 4):
+        try:
+            with session_scope(engine) as session:
+                _record(session, batch, results, settings, now, worker, stats)
+            return
+        except OperationalError as exc:  # a deadlock with a concurrent report: do it again
+            if attempt == 3 or not _is_transient(exc):
+                raise
+            log.warning("recording a dispatch batch was rolled back; retrying")
+
+
+def _is_transient(exc: OperationalError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in ("40001", "40P01")  # serialization failure, deadlock detected
+
+
+def _record(session: Session, batch: Batch, results: dict[int, SendResult | Exception],
+            settings: Settings, now: datetime, worker: str,
+            stats: DispatchStats) -> None:  # fmt: skip
+    local = DispatchStats()
+    reminders = {
+        r.id: r
+        for r in session.exec(
+            select(Reminder).where(among(session, Reminder.id, batch.ids)).with_for_update()
+        ).all()
+    }
+    sent_to = {
+        batch.rows[rid][1].id for rid, result in results.items() if isinstance(result, SendResult)
+    }
+    assignments = {
+        a.id: a
+        for a in session.exec(
+            select(Assignment).where(among(session, Assignment.id, sent_to)).with_for_update()
+        ).all()
+    }
+    for rid, decision in batch.decisions.items():
+        reminder = reminders.get(rid)
+        if reminder is None or reminder.state != "sending" or reminder.leased_by != worker:
+            continue  # a status callback or another worker settled it meanwhile
+        reminder.lease_until = None
+        reminder.updated_at = now
+        match decision:
+            case Skip(state=state, reason=reason):
+                reminder.state, reminder.last_error = state, reason
+                local.skipped += 1
+                local.reasons[reason] = local.reasons.get(reason, 0) + 1
+            case Defer(until=until):
+                reminder.state, reminder.scheduled_for = "scheduled", until
+                reminder.attempts -= 1  # waiting out quiet hours is not an attempt
+                local.deferred += 1
+            case Send(channel=channel):
+                reminder.channel = channel
+                assignment_id, patient_id = batch.rows[rid][1].id, batch.rows[rid][2].id
+                _record_send(session, reminder, assignments.get(assignment_id), patient_id,
+                             results[rid], settings, now, local)  # fmt: skip
+    stats.add(local)  # counted only once the transaction is about to commit
 
 
 def _record_send(
     session: Session,
     reminder: Reminder,
-    assignment: Assignment,
-    patient: Patient,
+    assignment: Assignment | None,
+    patient_id: int,
     result: SendResult | Exception,
     settings: Settings,
     now: datetime,
     stats: DispatchStats,
-    touched: dict[int, Assignment],
 ) -> None:
     sched = settings.scheduler
     if isinstance(result, SendResult):
@@ -263,15 +309,17 @@ def _record_send(
         reminder.sent_at = now
         reminder.last_error = None
         stats.sent += 1
-        row = session.get(Assignment, assignment.id)
-        assert row is not None
         funnel = (
             BusinessStatus.delivered if reminder.step == Step.on_assign else BusinessStatus.reminded
         )
-        if row.business_status not in (BusinessStatus.reported, BusinessStatus.written_back):
-            row.business_status = funnel.value
-            row.updated_at = now
-            touched[row.id] = row
+        if assignment is not None and assignment.business_status not in (
+            BusinessStatus.reported,
+            BusinessStatus.written_back,
+            funnel,
+        ):
+            assignment.business_status = funnel.value
+            assignment.task_json = with_business_status(assignment.task_json, funnel)
+            assignment.updated_at = now
         return
     reminder.last_error = str(result)[:500]
     if isinstance(result, AmbiguousError):
@@ -290,7 +338,7 @@ def _record_send(
     reminder.state = "failed"
     stats.failed += 1
     if isinstance(result, PermanentSendError):
-        client = session.get(Patient, patient.id)
+        client = session.get(Patient, patient_id)
         assert client is not None
         if result.consequence == "opted_out":
             set_consent(
@@ -304,23 +352,69 @@ def _record_send(
             client.updated_at = now
 
 
-def dispatch_due(engine, **kwargs) -> DispatchStats:
-    """Drain every reminder due now, batch after batch."""
+def dispatch_batch(engine, *, channels: dict[str, Channel], settings: Settings,
+                   renderer: Renderer, now: datetime, worker: str, link_key: LinkKey,
+                   pool: Executor | None = None) -> DispatchStats:  # fmt: skip
+    """Claim one batch, send it, record every outcome."""
+    stats = DispatchStats()
+    batch = claim_batch(engine, channels=channels, settings=settings, now=now, worker=worker,
+                        stats=stats)  # fmt: skip
+    if batch is None:
+        return stats
+    messages = render_batch(engine, batch, settings=settings, renderer=renderer, now=now,
+                            link_key=link_key)  # fmt: skip
+    with _senders(settings, pool) as senders:
+        submit_batch(batch, messages, senders, channels)
+        record_batch(engine, batch, settings=settings, now=now, worker=worker, stats=stats)
+    return stats
+
+
+@contextmanager
+def _senders(settings: Settings, pool: Executor | None) -> Iterator[Executor]:
+    if pool is not None:
+        yield pool
+        return
+    with ThreadPoolExecutor(max_workers=settings.scheduler.send_concurrency,
+                            thread_name_prefix="send") as own:  # fmt: skip
+        yield own
+
+
+def dispatch_due(
+    engine,
+    *,
+    channels: dict[str, Channel],
+    settings: Settings,
+    renderer: Renderer,
+    now: datetime,
+    worker: str,
+    link_key: LinkKey,
+    pool: Executor | None = None,
+) -> DispatchStats:
+    """Drain every reminder due now, batch after batch, with the senders never idle.
+
+    While one batch is with the provider the next is claimed, rendered and queued behind
+    it, and the one before is recorded: the database work overlaps the sending instead
+    of adding to it, and no batch boundary leaves the senders waiting.
+    """
+    common = {"settings": settings, "now": now}
     total = DispatchStats()
-    while True:
-        stats = dispatch_batch(engine, **kwargs)
-        for name in (
-            "claimed",
-            "sent",
-            "skipped",
-            "deferred",
-            "failed",
-            "retrying",
-            "unknown",
-            "expired",
-        ):
-            setattr(total, name, getattr(total, name) + getattr(stats, name))
-        for reason, n in stats.reasons.items():
-            total.reasons[reason] = total.reasons.get(reason, 0) + n
-        if stats.claimed < kwargs["settings"].scheduler.batch_size:
-            return total
+    with _senders(settings, pool) as senders:
+        in_flight: Batch | None = None
+        try:
+            while True:
+                batch = claim_batch(engine, channels=channels, worker=worker, stats=total,
+                                    **common)  # fmt: skip
+                if batch is not None:
+                    messages = render_batch(engine, batch, renderer=renderer,
+                                            link_key=link_key, **common)  # fmt: skip
+                    submit_batch(batch, messages, senders, channels)
+                if in_flight is not None:
+                    done, in_flight = in_flight, None  # never recorded twice
+                    record_batch(engine, done, worker=worker, stats=total, **common)
+                in_flight = batch
+                if batch is None or len(batch.ids) < settings.scheduler.batch_size:
+                    break
+        finally:
+            if in_flight is not None:
+                record_batch(engine, in_flight, worker=worker, stats=total, **common)
+    return total

@@ -51,13 +51,21 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def mint(session: Session, key: LinkKey, *, assignment_id: int, reminder_id: int | None,
-         now: datetime, ttl: timedelta) -> str:  # fmt: skip
+def new_link(key: LinkKey, *, assignment_id: int, reminder_id: int | None, now: datetime,
+             ttl: timedelta) -> tuple[str, dict]:  # fmt: skip
+    """A fresh token and the ClientLink row (as column values) that will honour it."""
     nonce = secrets.token_bytes(NONCE)
     token = base64.urlsafe_b64encode(nonce + key.mac(nonce)).decode().rstrip("=")
-    link = ClientLink(token_hash=_hash(token), assignment_id=assignment_id,
-                      reminder_id=reminder_id, expires_at=now + ttl, created_at=now)  # fmt: skip
-    session.add(link)
+    row = {"token_hash": _hash(token), "assignment_id": assignment_id,
+           "reminder_id": reminder_id, "expires_at": now + ttl, "created_at": now}  # fmt: skip
+    return token, row
+
+
+def mint(session: Session, key: LinkKey, *, assignment_id: int, reminder_id: int | None,
+         now: datetime, ttl: timedelta) -> str:  # fmt: skip
+    token, row = new_link(key, assignment_id=assignment_id, reminder_id=reminder_id, now=now,
+                          ttl=ttl)  # fmt: skip
+    session.add(ClientLink(**row))
     return token
 
 

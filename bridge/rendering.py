@@ -53,6 +53,7 @@ class Renderer:
             ),
             keep_trailing_newline=False,
             trim_blocks=True,
+            auto_reload=False,  # templates load once: no stat() of the file per message
         )
 
     def language(self, wanted: str | None) -> str:

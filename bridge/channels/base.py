@@ -21,7 +21,7 @@ class OutboundMessage:
 
 @dataclass(frozen=True)
 class SendResult:
-    provider_message_id: str
+    provider_message_id: str | None  # None: accepted, but the provider's answer named no id
 
 
 class PermanentSendError(FatalError):

@@ -15,6 +15,7 @@ from bridge.fhir.task import (
     task_identifier_system,
     task_to_assignment,
     task_to_json,
+    with_business_status,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "task_identifier_system",
     "task_to_assignment",
     "task_to_json",
+    "with_business_status",
 ]

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from bridge.store.db import among
 from bridge.store.models import Reminder, WriteBack
 
 
@@ -43,7 +44,7 @@ def claim(
     if ids:
         session.exec(
             update(model)
-            .where(model.id.in_(ids))
+            .where(among(session, model.id, ids))
             .values(
                 state=claimed,
                 lease_until=now + lease,

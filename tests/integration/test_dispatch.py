@@ -48,18 +48,18 @@ def test_dispatcher_works_in_batches(bridge):
     calls = []
     from bridge import dispatch as module
 
-    real = module.dispatch_batch
+    real = module.claim_batch
 
     def counting(*a, **kw):
-        stats = real(*a, **kw)
-        calls.append(stats.claimed)
-        return stats
+        batch = real(*a, **kw)
+        calls.append(len(batch.ids) if batch else 0)
+        return batch
 
-    module.dispatch_batch = counting
+    module.claim_batch = counting
     try:
         stats = bridge.dispatch()
     finally:
-        module.dispatch_batch = real
+        module.claim_batch = real
     assert calls == [5, 5, 2]  # batch_size 5 in the test config
     assert stats.sent == 12 and len(bridge.channel.sent) == 12
 
