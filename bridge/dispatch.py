@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
 from bridge import cadence, links
@@ -177,6 +178,7 @@ def claim_batch(engine, *, channels: dict[str, Channel], settings: Settings, now
     with Session(engine, expire_on_commit=False) as session:
         found = session.exec(
             select(Reminder, Assignment, Patient)
+            .options(defer(Assignment.task_json))  # large, and not needed to decide or render
             .join(Assignment, Assignment.id == Reminder.assignment_id)
             .join(Patient, Patient.id == Assignment.patient_id)
             .where(among(session, Reminder.id, ids))
@@ -253,103 +255,106 @@ def _is_transient(exc: OperationalError) -> bool:
 def _record(session: Session, batch: Batch, results: dict[int, SendResult | Exception],
             settings: Settings, now: datetime, worker: str,
             stats: DispatchStats) -> None:  # fmt: skip
+    """Apply every outcome of the batch as bulk updates: no row objects, one round trip each."""
     local = DispatchStats()
-    reminders = {
-        r.id: r
-        for r in session.exec(
-            select(Reminder).where(among(session, Reminder.id, batch.ids)).with_for_update()
+    live = set(
+        session.exec(
+            select(Reminder.id)
+            .where(among(session, Reminder.id, batch.ids))
+            .where(Reminder.state == "sending", Reminder.leased_by == worker)
+            .with_for_update()
         ).all()
-    }
-    sent_to = {
-        batch.rows[rid][1].id for rid, result in results.items() if isinstance(result, SendResult)
-    }
-    assignments = {
-        a.id: a
-        for a in session.exec(
-            select(Assignment).where(among(session, Assignment.id, sent_to)).with_for_update()
-        ).all()
-    }
+    )  # the rest were settled meanwhile, by a status callback or another worker
+    reminder_changes: list[dict] = []
+    delivered: dict[int, BusinessStatus] = {}
     for rid, decision in batch.decisions.items():
-        reminder = reminders.get(rid)
-        if reminder is None or reminder.state != "sending" or reminder.leased_by != worker:
-            continue  # a status callback or another worker settled it meanwhile
-        reminder.lease_until = None
-        reminder.updated_at = now
-        match decision:
-            case Skip(state=state, reason=reason):
-                reminder.state, reminder.last_error = state, reason
-                local.skipped += 1
-                local.reasons[reason] = local.reasons.get(reason, 0) + 1
-            case Defer(until=until):
-                reminder.state, reminder.scheduled_for = "scheduled", until
-                reminder.attempts -= 1  # waiting out quiet hours is not an attempt
-                local.deferred += 1
-            case Send(channel=channel):
-                reminder.channel = channel
-                assignment_id, patient_id = batch.rows[rid][1].id, batch.rows[rid][2].id
-                _record_send(session, reminder, assignments.get(assignment_id), patient_id,
-                             results[rid], settings, now, local)  # fmt: skip
+        if rid not in live:
+            continue
+        reminder, assignment, patient = batch.rows[rid]
+        result = results.get(rid)
+        changes, counted = outcome(reminder, decision, result, settings, now)
+        reminder_changes.append({"id": rid, "lease_until": None, "updated_at": now, **changes})
+        setattr(local, counted, getattr(local, counted) + 1)
+        if isinstance(decision, Skip):
+            local.reasons[decision.reason] = local.reasons.get(decision.reason, 0) + 1
+        if isinstance(result, SendResult):
+            delivered[assignment.id] = (
+                BusinessStatus.delivered if reminder.step == Step.on_assign
+                else BusinessStatus.reminded
+            )  # fmt: skip
+        elif isinstance(result, PermanentSendError) and result.consequence:
+            _remember(session, patient.id, decision, result, now)
+    if reminder_changes:
+        session.exec(update(Reminder), params=reminder_changes)  # type: ignore[call-overload]
+    _advance_funnel(session, delivered, now)
     stats.add(local)  # counted only once the transaction is about to commit
 
 
-def _record_send(
-    session: Session,
-    reminder: Reminder,
-    assignment: Assignment | None,
-    patient_id: int,
-    result: SendResult | Exception,
-    settings: Settings,
-    now: datetime,
-    stats: DispatchStats,
-) -> None:
+def outcome(reminder: Reminder, decision: Decision, result: SendResult | Exception | None,
+            settings: Settings, now: datetime) -> tuple[dict, str]:  # fmt: skip
+    """Pure: a claimed reminder's new column values, and which tally the outcome counts in."""
     sched = settings.scheduler
+    match decision:
+        case Skip(state=state, reason=reason):
+            return {"state": state, "last_error": reason}, "skipped"
+        case Defer(until=until):
+            # waiting out quiet hours is not an attempt
+            return {"state": "scheduled", "scheduled_for": until,
+                    "attempts": reminder.attempts - 1}, "deferred"  # fmt: skip
+    assert isinstance(decision, Send)
+    base = {"channel": decision.channel}
     if isinstance(result, SendResult):
-        reminder.state = "sent"
-        reminder.provider_message_id = result.provider_message_id
-        reminder.sent_at = now
-        reminder.last_error = None
-        stats.sent += 1
-        funnel = (
-            BusinessStatus.delivered if reminder.step == Step.on_assign else BusinessStatus.reminded
-        )
-        if assignment is not None and assignment.business_status not in (
-            BusinessStatus.reported,
-            BusinessStatus.written_back,
-            funnel,
-        ):
-            assignment.business_status = funnel.value
-            assignment.task_json = with_business_status(assignment.task_json, funnel)
-            assignment.updated_at = now
-        return
-    reminder.last_error = str(result)[:500]
+        return {**base, "state": "sent", "provider_message_id": result.provider_message_id,
+                "sent_at": now, "last_error": None}, "sent"  # fmt: skip
+    error = str(result)[:500]
     if isinstance(result, AmbiguousError):
-        reminder.state = "unknown"  # the status callback (it carries the id) settles it
-        reminder.last_error = f"outcome unknown, awaiting the provider: {result}"[:500]
-        stats.unknown += 1
-        return
+        # the status callback (it carries the reminder id) settles it
+        error = f"outcome unknown, awaiting the provider: {result}"[:500]
+        return {**base, "state": "unknown", "last_error": error}, "unknown"
     if isinstance(result, RetriableError) and reminder.attempts < sched.max_send_attempts:
-        reminder.state = "scheduled"
-        reminder.scheduled_for = now + backoff(
-            sched.retry_backoff_seconds, reminder.attempts, jitter=sched.retry_jitter,
-            retry_after=result.retry_after,
-        )  # fmt: skip
-        stats.retrying += 1
+        delay = backoff(sched.retry_backoff_seconds, reminder.attempts, jitter=sched.retry_jitter,
+                        retry_after=result.retry_after)  # fmt: skip
+        return {**base, "state": "scheduled", "scheduled_for": now + delay,
+                "last_error": error}, "retrying"  # fmt: skip
+    return {**base, "state": "failed", "last_error": error}, "failed"
+
+
+def _remember(session: Session, patient_id: int, send: Decision, error: PermanentSendError,
+              now: datetime) -> None:  # fmt: skip
+    """What a refusal says about the client outlives the message."""
+    client = session.get(Patient, patient_id)
+    assert client is not None and isinstance(send, Send)
+    if error.consequence == "opted_out":
+        set_consent(session, [client], send.channel, False, f"provider:{error.code}", now)
+    elif error.consequence == "unusable_number":
+        client.phone_unusable = True
+        client.updated_at = now
+    elif error.consequence == "unusable_address":
+        client.email_unusable = True
+        client.updated_at = now
+
+
+def _advance_funnel(session: Session, funnel: dict[int, BusinessStatus], now: datetime) -> None:
+    """Delivered or reminded, unless the client already reported: on the row and its Task."""
+    if not funnel:
         return
-    reminder.state = "failed"
-    stats.failed += 1
-    if isinstance(result, PermanentSendError):
-        client = session.get(Patient, patient_id)
-        assert client is not None
-        if result.consequence == "opted_out":
-            set_consent(
-                session, [client], reminder.channel or "sms", False, f"provider:{result.code}", now
-            )
-        elif result.consequence == "unusable_number":
-            client.phone_unusable = True
-            client.updated_at = now
-        elif result.consequence == "unusable_address":
-            client.email_unusable = True
-            client.updated_at = now
+    rows = session.exec(
+        select(Assignment.id, Assignment.business_status, Assignment.task_json)
+        .where(among(session, Assignment.id, funnel))
+        .with_for_update()
+    ).all()
+    changes = [
+        {
+            "id": aid,
+            "business_status": funnel[aid].value,
+            "updated_at": now,
+            "task_json": with_business_status(task, funnel[aid]),
+        }  # fmt: skip
+        for aid, current, task in rows
+        if current not in (BusinessStatus.reported, BusinessStatus.written_back, funnel[aid])
+    ]
+    if changes:
+        session.exec(update(Assignment), params=changes)  # type: ignore[call-overload]
 
 
 def dispatch_batch(engine, *, channels: dict[str, Channel], settings: Settings,

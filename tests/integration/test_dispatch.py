@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlmodel import Session, select
 
 from bridge.channels.base import PermanentSendError, SendResult
@@ -324,3 +325,61 @@ def test_sends_in_a_batch_run_concurrently_up_to_the_setting(sqlite_url, clock):
     bridge.channel = Gathering()
     assert bridge.dispatch().sent == 5
     bridge.close()
+
+
+def test_the_next_batch_is_claimed_and_queued_before_the_last_is_recorded(any_bridge):
+    """Database work overlaps sending: claim k+1, then record k, so senders never idle."""
+    bridge = any_bridge
+    ehr = bridge.connectors["ehr"]
+    seed(ehr, *[patient(f"p{i}", f"+1312555{3000 + i}") for i in range(12)])
+    for i in range(12):
+        ehr.assign(assignment(f"hw-{i}", bridge.clock.now(), patient_ext=f"p{i}"))
+    bridge.poll("ehr")
+    from bridge import dispatch as module
+
+    events: list[str] = []
+    real_claim, real_record = module.claim_batch, module.record_batch
+
+    def claim(*a, **kw):
+        batch = real_claim(*a, **kw)
+        events.append(f"claim {len(batch.ids) if batch else 0}")
+        return batch
+
+    def record(engine, batch, **kw):
+        events.append(f"record {len(batch.ids)}")
+        return real_record(engine, batch, **kw)
+
+    module.claim_batch, module.record_batch = claim, record
+    try:
+        stats = bridge.dispatch()
+    finally:
+        module.claim_batch, module.record_batch = real_claim, real_record
+    assert events == ["claim 5", "claim 5", "record 5", "claim 2", "record 5", "record 2"]
+    assert stats.sent == 12 and len(bridge.channel.sent) == 12
+    with Session(bridge.engine) as s:
+        due = s.exec(select(Reminder).where(Reminder.step == "on_assign")).all()
+    assert len(due) == 12 and {r.state for r in due} == {"sent"}
+
+
+def test_a_batch_whose_recording_fails_is_not_recorded_twice_and_stays_leased(bridge):
+    """A failure while recording leaves the rows `sending`: the lease, not a guess, settles them."""
+    setup_one(bridge)
+    from bridge import dispatch as module
+
+    real = module._record
+    calls = []
+
+    def broken(*a, **kw):
+        calls.append(1)
+        raise RuntimeError("database went away")
+
+    module._record = broken
+    try:
+        with pytest.raises(RuntimeError):
+            bridge.dispatch()
+    finally:
+        module._record = real
+    assert calls == [1]
+    assert len(bridge.channel.sent) == 1
+    r = reminders(bridge)["on_assign"]
+    assert r.state == "sending" and r.lease_until is not None

@@ -28,6 +28,7 @@ from bridge.fhir import (
     task_identifier_system,
     task_to_assignment,
     task_to_json,
+    with_business_status,
 )
 from bridge.fhir.task import (
     ASSIGNMENT_TYPE_SYSTEM,
@@ -645,3 +646,21 @@ def test_corrupt_bridge_inputs_and_business_status_are_refused():
 def test_package_exports():
     for name in bridge.fhir.__all__:
         assert callable(getattr(bridge.fhir, name))
+
+
+@pytest.mark.parametrize(("assignment", "completion", "business"), ROUND_TRIPS)
+@pytest.mark.parametrize("new", [None, *BusinessStatus])
+def test_editing_business_status_in_json_equals_rebuilding_the_task(
+    assignment, completion, business, new
+):
+    before = assignment_to_task("sandbox", assignment, completion=completion,
+                                business_status=business)  # fmt: skip
+    rebuilt = assignment_to_task("sandbox", assignment, completion=completion,
+                                 business_status=new)  # fmt: skip
+
+    edited = with_business_status(task_to_json(before), new)
+
+    assert task_from_json(edited) == rebuilt
+    assert json.loads(edited) == _as_json(rebuilt)
+    compact = json.dumps(json.loads(edited), ensure_ascii=False, separators=(",", ":"))
+    assert edited == compact  # compact and unescaped, as stored

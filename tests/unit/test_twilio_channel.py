@@ -393,3 +393,75 @@ def test_read_timeout_after_sending_is_ambiguous(twilio, make_channel):
         make_channel().send(outbound())
 
     assert route.call_count == 1
+
+
+# -- concurrency -----------------------------------------------------------------------
+
+
+def test_concurrent_sends_each_borrow_a_client_and_reuse_them(twilio):
+    """No client is shared by two sends at once; the stack never outgrows the senders."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    senders = 6
+    barrier = threading.Barrier(senders)
+    in_use: set[int] = set()
+    overlaps: list[int] = []
+    lock = threading.Lock()
+
+    channel = TwilioSmsChannel(settings(), status_callback_base=CALLBACK_BASE)
+    real_client = channel.client
+
+    from contextlib import contextmanager
+
+    @contextmanager
+    def watched():
+        with real_client() as client:
+            with lock:
+                if id(client) in in_use:
+                    overlaps.append(id(client))
+                in_use.add(id(client))
+            try:
+                yield client
+            finally:
+                with lock:
+                    in_use.discard(id(client))
+
+    channel.client = watched  # type: ignore[method-assign]
+
+    def answer(request):
+        if not barrier.broken:
+            barrier.wait(timeout=5)  # the first round: all six senders hold a client at once
+        return created()
+
+    twilio.post(MESSAGES_URL).mock(side_effect=answer)
+    with ThreadPoolExecutor(senders) as pool:
+        first = list(pool.map(lambda i: channel.send(outbound(i)), range(senders)))
+        barrier.abort()  # later rounds need not meet
+        later = list(pool.map(lambda i: channel.send(outbound(i)), range(senders * 5)))
+    assert all(r.provider_message_id == MESSAGE_SID for r in first + later)
+    assert overlaps == []
+    assert len(channel.clients) == senders  # six met at once; no more were ever made
+    assert len(channel.idle) == senders
+    made = list(channel.clients)
+    channel.close()
+    assert all(c.is_closed for c in made) and channel.clients == [] and channel.idle == []
+
+
+def test_close_closes_every_client_it_made(twilio):
+    twilio.post(MESSAGES_URL).mock(return_value=created())
+    channel = TwilioSmsChannel(settings(), status_callback_base=None)
+    channel.send(outbound())
+    made = list(channel.clients)
+    channel.close()
+    assert made and all(client.is_closed for client in made)
+
+
+def test_an_accepted_message_without_a_readable_sid_counts_as_sent(twilio, make_channel):
+    """2xx means Twilio took it: never resend; the status callback names the message later."""
+    route = twilio.post(MESSAGES_URL).mock(return_value=httpx.Response(201, text="<html>"))
+
+    result = make_channel().send(outbound())
+
+    assert result == SendResult(provider_message_id=None)
+    assert route.call_count == 1
