@@ -31,6 +31,7 @@ def create_app(bridge: Bridge, *, run_scheduler: bool = False) -> FastAPI:
 
     app = FastAPI(title="Homework Bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.bridge = bridge
+    app.state.status_commits = webhooks.status_commits(bridge)
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(pages.router)

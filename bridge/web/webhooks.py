@@ -12,7 +12,6 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlmodel import select
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -20,9 +19,9 @@ from bridge.capture import handle_inbound_sms
 from bridge.connector import WebhookRejected
 from bridge.ingest import apply_events
 from bridge.service import Bridge
+from bridge.status_callbacks import StatusCallback, apply_status_callbacks
 from bridge.store.db import session_scope
-from bridge.store.models import Reminder
-from bridge.store.outbox import backoff
+from bridge.web.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks")
@@ -91,91 +90,38 @@ async def twilio_sms(request: Request) -> Response:
     return twiml(result.reply)
 
 
-RETRY_LATER_CODES = {"30003"}
-STATUS_STATES = {
-    "delivered": "delivered",
-    "undelivered": "failed",
-    "failed": "failed",
-    "sent": "sent",
-}
-
-
-def remember_error(session, reminder: Reminder, code: str, now) -> None:
-    """A delivery error that says something about the client outlives the message."""
-    from bridge.capture import set_consent
-    from bridge.channels.twilio_sms import OPTED_OUT, UNUSABLE_NUMBER
-    from bridge.store.models import Assignment, Patient
-
-    if not code.isdigit() or int(code) not in OPTED_OUT | UNUSABLE_NUMBER:
-        return
-    assignment = session.get(Assignment, reminder.assignment_id)
-    patient = session.get(Patient, assignment.patient_id) if assignment else None
-    if patient is None:
-        return
-    if int(code) in OPTED_OUT:
-        set_consent(session, [patient], "sms", False, f"provider:{code}", now)
-    else:
-        patient.phone_unusable = True
-        patient.updated_at = now
-
-
 @router.post("/twilio/status")
 async def twilio_status(request: Request) -> Response:
+    """Answered once the change is committed; concurrent callbacks share one commit."""
     form = await twilio_form(request)
     if form is None:
         return FORBIDDEN
-    bridge: Bridge = request.app.state.bridge
     try:
         reminder_id = int(request.query_params.get("reminder", ""))
     except ValueError:
         return JSONResponse({"error": "reminder id missing"}, status_code=400)
-    status = form.get("MessageStatus", "")
-    new_state = STATUS_STATES.get(status)
-
-    def apply() -> str:
-        with session_scope(bridge.engine) as session:
-            row = session.exec(select(Reminder).where(Reminder.id == reminder_id)).first()
-            if row is None:
-                return "unknown"
-            if row.state in ("scheduled", "cancelled", "skipped"):
-                return "ok"  # a late callback for an attempt already settled and re-planned
-            sid = form.get("MessageSid")
-            if row.provider_message_id and sid != row.provider_message_id:
-                return "mismatch"  # not the message this reminder sent: change nothing
-            now = bridge.clock.now()
-            if row.provider_message_id is None and sid:
-                row.provider_message_id = sid  # reconciles a send whose outcome was unknown
-            if not new_state or (row.state == "delivered" and new_state == "sent"):
-                return "ok"
-            if row.state in ("sending", "unknown", "failed") and new_state in ("sent", "delivered"):
-                row.sent_at = row.sent_at or now
-            row.state = new_state
-            row.lease_until = None
-            row.updated_at = now
-            if new_state == "failed":
-                code = form.get("ErrorCode", "")
-                row.last_error = f"twilio {status} {code}".strip()
-                if (
-                    code in RETRY_LATER_CODES
-                    and row.attempts < bridge.settings.scheduler.max_send_attempts
-                ):
-                    sched = bridge.settings.scheduler
-                    row.state = "scheduled"  # the handset was unreachable: try again later
-                    row.scheduled_for = now + backoff(
-                        sched.retry_backoff_seconds, row.attempts, jitter=sched.retry_jitter
-                    )
-                    row.provider_message_id = None
-                    row.sent_at = None
-                else:
-                    remember_error(session, row, code, now)
-            return "ok"
-
-    outcome = await run_in_threadpool(apply)
+    callback = StatusCallback(
+        reminder_id=reminder_id,
+        message_sid=form.get("MessageSid") or None,
+        status=form.get("MessageStatus", ""),
+        error_code=form.get("ErrorCode", ""),
+    )
+    outcome = await request.app.state.status_commits.submit(callback)
     if outcome == "mismatch":
         return JSONResponse({"error": "MessageSid does not match the reminder"}, status_code=409)
     if outcome == "unknown":
         return JSONResponse({"error": "unknown reminder"}, status_code=404)
     return Response(status_code=204)
+
+
+def status_commits(bridge: Bridge) -> GroupCommit[StatusCallback, str]:
+    """The app's group commit for status callbacks."""
+
+    def apply(session, callbacks: list[StatusCallback]) -> list[str]:
+        return apply_status_callbacks(session, callbacks, settings=bridge.settings,
+                                      now=bridge.clock.now())  # fmt: skip
+
+    return GroupCommit(bridge.engine, apply)
 
 
 @router.post("/sendgrid/events")
