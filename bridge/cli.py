@@ -92,8 +92,6 @@ def check(config: Path = ConfigOption) -> None:
 @app.command()
 def run(config: Path = ConfigOption) -> None:
     """Run the service: migrations, then the web app and the scheduler."""
-    import uvicorn
-
     from bridge.service import Bridge
     from bridge.store.db import SQLiteInUse, claim_sqlite_file, make_engine, upgrade
     from bridge.web.app import create_app
@@ -114,12 +112,18 @@ def run(config: Path = ConfigOption) -> None:
     except ConfigError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    uvicorn.run(
-        create_app(bridge, run_scheduler=True),
-        host=settings.server.host,
-        port=settings.server.port,
-        log_level="info",
-    )
+    serve(create_app(bridge, run_scheduler=True), settings.server.host, settings.server.port)
+
+
+def serve(asgi_app, host: str, port: int) -> None:
+    """The HTTP server as every replica runs it (benchmarks use this too).
+
+    No access log: request lines carry client-link tokens, and a line per request would
+    cost more than applying many a webhook.
+    """
+    import uvicorn
+
+    uvicorn.run(asgi_app, host=host, port=port, log_level="info", access_log=False)
 
 
 @app.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import bindparam, update
 from sqlmodel import Session, select
 
 from bridge.capture import set_consent
@@ -41,61 +42,83 @@ def apply_status_callbacks(session: Session, callbacks: list[StatusCallback], *,
     """Apply callbacks in arrival order; one outcome each: ok, unknown or mismatch.
 
     The reminders are read in one statement and locked in id order, the order dispatch
-    locks them in too, so the two never deadlock.
+    locks them in too, so the two never deadlock; the changes go back as one bulk update.
     """
     ids = {c.reminder_id for c in callbacks}
-    rows = {
-        r.id: r
-        for r in session.exec(
-            select(Reminder)
-            .where(among(session, Reminder.id, ids))
-            .order_by(Reminder.id)
-            .with_for_update()
-        ).all()
-    }
-    return [apply_one(session, rows.get(c.reminder_id), c, settings, now) for c in callbacks]
+    table = Reminder.__table__
+    conn = session.connection()  # plain SQL: this runs per batch of webhooks, on every replica
+    found = conn.execute(
+        select(*(table.c[f] for f in FIELDS))
+        .where(among(session, table.c.id, ids))
+        .order_by(table.c.id)
+        .with_for_update()
+    ).all()
+    rows = {row[0]: dict(zip(FIELDS, row, strict=True)) for row in found}
+    changed: dict[int, dict] = {}
+    outcomes = []
+    for callback in callbacks:
+        row = rows.get(callback.reminder_id)
+        outcome, changes = settle(row, callback, settings, now)
+        outcomes.append(outcome)
+        if changes and row is not None:
+            row.update(changes)
+            changed.setdefault(row["id"], {"id": row["id"]}).update(changes)
+            if row["state"] == "failed":
+                remember_error(session, row["assignment_id"], callback.error_code, now)
+    by_columns: dict[tuple[str, ...], list[dict]] = {}
+    for change in changed.values():
+        by_columns.setdefault(tuple(sorted(change)), []).append(
+            {f"new_{k}": v for k, v in change.items()}
+        )
+    for columns, params in by_columns.items():
+        conn.execute(
+            update(table)
+            .where(table.c.id == bindparam("new_id"))
+            .values({c: bindparam(f"new_{c}") for c in columns if c != "id"}),
+            params,
+        )
+    return outcomes
 
 
-def apply_one(session: Session, row: Reminder | None, callback: StatusCallback,
-              settings: Settings, now: datetime) -> str:  # fmt: skip
+FIELDS = ("id", "state", "provider_message_id", "attempts", "sent_at", "assignment_id")
+
+
+def settle(row: dict | None, callback: StatusCallback, settings: Settings,
+           now: datetime) -> tuple[str, dict]:  # fmt: skip
+    """Pure: the outcome of one callback for a reminder as it stands, and the columns to change."""
     if row is None:
-        return "unknown"
-    if row.state in ("scheduled", "cancelled", "skipped"):
-        return "ok"  # a late callback for an attempt already settled and re-planned
+        return "unknown", {}
+    if row["state"] in ("scheduled", "cancelled", "skipped"):
+        return "ok", {}  # a late callback for an attempt already settled and re-planned
     sid = callback.message_sid
-    if row.provider_message_id and sid != row.provider_message_id:
-        return "mismatch"  # not the message this reminder sent: change nothing
-    if row.provider_message_id is None and sid:
-        row.provider_message_id = sid  # reconciles a send whose outcome was unknown
+    if row["provider_message_id"] and sid != row["provider_message_id"]:
+        return "mismatch", {}  # not the message this reminder sent: change nothing
+    changes: dict = {}
+    if row["provider_message_id"] is None and sid:
+        changes["provider_message_id"] = sid  # reconciles a send whose outcome was unknown
     new_state = STATUS_STATES.get(callback.status)
-    if not new_state or (row.state == "delivered" and new_state == "sent"):
-        return "ok"
-    if row.state in ("sending", "unknown", "failed") and new_state in ("sent", "delivered"):
-        row.sent_at = row.sent_at or now
-    row.state = new_state
-    row.lease_until = None
-    row.updated_at = now
+    if not new_state or (row["state"] == "delivered" and new_state == "sent"):
+        return "ok", changes
+    if row["state"] in ("sending", "unknown", "failed") and new_state in ("sent", "delivered"):
+        changes["sent_at"] = row["sent_at"] or now
+    changes.update(state=new_state, lease_until=None, updated_at=now)
     if new_state == "failed":
         code = callback.error_code
-        row.last_error = f"twilio {callback.status} {code}".strip()
+        changes["last_error"] = f"twilio {callback.status} {code}".strip()
         sched = settings.scheduler
-        if code in RETRY_LATER_CODES and row.attempts < sched.max_send_attempts:
-            row.state = "scheduled"  # the handset was unreachable: try again later
-            row.scheduled_for = now + backoff(
-                sched.retry_backoff_seconds, row.attempts, jitter=sched.retry_jitter
-            )
-            row.provider_message_id = None
-            row.sent_at = None
-        else:
-            remember_error(session, row, code, now)
-    return "ok"
+        if code in RETRY_LATER_CODES and row["attempts"] < sched.max_send_attempts:
+            # the handset was unreachable: try again later
+            delay = backoff(sched.retry_backoff_seconds, row["attempts"], jitter=sched.retry_jitter)
+            changes.update(state="scheduled", scheduled_for=now + delay,
+                           provider_message_id=None, sent_at=None)  # fmt: skip
+    return "ok", changes
 
 
-def remember_error(session: Session, reminder: Reminder, code: str, now: datetime) -> None:
+def remember_error(session: Session, assignment_id: int, code: str, now: datetime) -> None:
     """A delivery error that says something about the client outlives the message."""
     if not code.isdigit() or int(code) not in OPTED_OUT | UNUSABLE_NUMBER:
         return
-    assignment = session.get(Assignment, reminder.assignment_id)
+    assignment = session.get(Assignment, assignment_id)
     patient = session.get(Patient, assignment.patient_id) if assignment else None
     if patient is None:
         return

@@ -7,12 +7,13 @@ gets 403 and the store is not touched.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator, compare
 from twilio.twiml.messaging_response import MessagingResponse
 
 from bridge.capture import handle_inbound_sms
@@ -34,8 +35,9 @@ def public_url(bridge: Bridge, request: Request) -> str:
     base = bridge.settings.server.public_url
     if not base:
         return str(request.url)
-    query = f"?{request.url.query}" if request.url.query else ""
-    return f"{base}{request.url.path}{query}"
+    scope = request.scope  # read directly: building a URL object costs more than the check
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{base}{scope.get('root_path', '')}{scope['path']}" + (f"?{query}" if query else "")
 
 
 async def twilio_form(request: Request) -> dict[str, str] | None:
@@ -50,11 +52,22 @@ async def twilio_form(request: Request) -> dict[str, str] | None:
         form = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
     except UnicodeDecodeError:
         return None
-    validator = RequestValidator(twilio.auth_token.get_secret_value())
-    if not validator.validate(public_url(bridge, request), form, signature):
+    validator = _validator(twilio.auth_token.get_secret_value())
+    url = public_url(bridge, request)
+    # Twilio signs the URL it was given; check that one first, then let the validator try
+    # its variants (with and without the default port, a JSON body's hash).
+    if not (
+        compare(validator.compute_signature(url, form), signature)
+        or validator.validate(url, form, signature)
+    ):
         log.warning("twilio webhook with a bad signature rejected on %s", request.url.path)
         return None
     return form
+
+
+@lru_cache(maxsize=4)
+def _validator(token: str) -> RequestValidator:
+    return RequestValidator(token)
 
 
 def twiml(text: str | None) -> Response:
