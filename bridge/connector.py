@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
 from bridge.clock import Clock
 from bridge.domain import Event, NoteWrite, Page
+
+if TYPE_CHECKING:  # httpx loads its command-line tool too; the sandbox never needs it
+    import httpx
 
 
 class NoOptions(BaseModel):

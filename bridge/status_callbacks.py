@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, update
 from sqlmodel import Session, select
 
 from bridge.capture import set_consent
-from bridge.channels.twilio_sms import OPTED_OUT, UNUSABLE_NUMBER
+from bridge.channels.twilio_errors import OPTED_OUT, UNUSABLE_NUMBER
 from bridge.config import Settings
 from bridge.store.db import among
 from bridge.store.models import Assignment, Patient, Reminder

@@ -14,15 +14,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists
 from sqlmodel import Session, col, func, select
 
-from bridge.capture import schedule_note
+from bridge.capture import note_identifier
 from bridge.config import Settings
 from bridge.connector import Connector
 from bridge.domain import BusinessStatus, NoteKind, NoteWrite, TaskStatus
 from bridge.errors import FatalError, RetriableError
-from bridge.fhir import build_document_reference
+from bridge.fhir import build_document_reference, with_business_status
 from bridge.records import assignment_data, completion_data, refresh_task
 from bridge.rendering import Renderer
-from bridge.store.db import session_scope
+from bridge.store.db import is_postgres, session_scope
 from bridge.store.models import Assignment, Clinician, Completion, Patient, Reminder, WriteBack
 from bridge.store.outbox import backoff, claim
 
@@ -41,25 +41,48 @@ class WriteBackStats:
     failed: int = 0
 
 
-def plan_missed_notes(session: Session, settings: Settings, now: datetime) -> int:
-    """Open assignments past due (plus grace) with no report get a 'missed' note."""
+def plan_missed_notes(engine, settings: Settings, now: datetime) -> int:
+    """Open assignments past due (plus grace) with no report get a 'missed' note.
+
+    In chunks of ``scheduler.batch_size``, each its own transaction: a practice that fell
+    far behind (or a first start on a large caseload) must not be read into memory whole.
+    On PostgreSQL replicas split the work (SKIP LOCKED) instead of queueing on it.
+    """
     cutoff = now - timedelta(hours=settings.writeback.missed_after_hours)
-    rows = session.exec(
-        select(Assignment).where(
-            col(Assignment.status).in_([TaskStatus.requested.value, TaskStatus.in_progress.value]),
-            Assignment.effective_due_at <= cutoff,
-            ~exists().where(Completion.assignment_id == Assignment.id),
-            ~exists().where(
-                WriteBack.assignment_id == Assignment.id, WriteBack.kind == NoteKind.missed.value
-            ),
-        )
-    ).all()
-    for row in rows:
-        schedule_note(session, row, NoteKind.missed, now, now)
-        row.business_status = BusinessStatus.overdue.value
-        row.updated_at = now
-        refresh_task(session, row)
-    return len(rows)
+    limit = settings.scheduler.batch_size
+    planned = 0
+    while True:
+        with session_scope(engine) as session:
+            stmt = (
+                select(Assignment)
+                .where(
+                    col(Assignment.status).in_(
+                        [TaskStatus.requested.value, TaskStatus.in_progress.value]
+                    ),
+                    Assignment.effective_due_at <= cutoff,
+                    ~exists().where(Completion.assignment_id == Assignment.id),
+                    ~exists().where(
+                        WriteBack.assignment_id == Assignment.id,
+                        WriteBack.kind == NoteKind.missed.value,
+                    ),
+                )
+                .order_by(Assignment.id)
+                .limit(limit)
+            )
+            if is_postgres(engine):
+                stmt = stmt.with_for_update(skip_locked=True, of=Assignment)
+            rows = session.exec(stmt).all()
+            for row in rows:  # none has a missed note yet: the query says so
+                note = note_identifier(row, NoteKind.missed)
+                session.add(WriteBack(assignment_id=row.id, kind=NoteKind.missed.value,
+                                      state="pending", due_at=now, updated_at=now,
+                                      note_identifier=note))  # fmt: skip
+                row.business_status = BusinessStatus.overdue.value
+                row.task_json = with_business_status(row.task_json, BusinessStatus.overdue)
+                row.updated_at = now
+        planned += len(rows)
+        if len(rows) < limit:
+            return planned
 
 
 def render_note(
@@ -150,8 +173,7 @@ def run_writebacks(
     if not settings.writeback.enabled:
         return stats
     sched = settings.scheduler
-    with session_scope(engine) as session:
-        stats.planned_missed = plan_missed_notes(session, settings, now)
+    stats.planned_missed = plan_missed_notes(engine, settings, now)
     while True:
         with session_scope(engine) as session:
             ids = claim(

@@ -23,6 +23,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from bridge import __version__
 from bridge.channels.base import OutboundMessage, PermanentSendError, SendResult
+from bridge.channels.twilio_errors import OPTED_OUT, RETRY_LATER, UNUSABLE_NUMBER
 from bridge.config import TwilioSettings
 from bridge.errors import AmbiguousError, RetriableError
 from bridge.http import AMBIGUOUS_STATUS, Action, RetryPolicy, classify, send_with_retries
@@ -30,11 +31,6 @@ from bridge.http import AMBIGUOUS_STATUS, Action, RetryPolicy, classify, send_wi
 log = logging.getLogger(__name__)
 
 TWILIO_API = "https://api.twilio.com"
-
-# Twilio error codes the bridge must remember beyond this one message.
-OPTED_OUT = {21610}
-UNUSABLE_NUMBER = {21211, 21214, 21612, 21614, 30005, 30006}
-RETRY_LATER = {30003, 20429}
 
 
 class TwilioSmsChannel:

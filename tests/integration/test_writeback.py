@@ -133,3 +133,26 @@ def test_cancelled_assignment_gets_no_note(bridge):
     bridge.write_back()
     assert ehr.notes == {}
     assert [wb.state for wb in writebacks(bridge)] == ["cancelled"]
+
+
+def test_missed_notes_are_planned_in_chunks_each_exactly_once(any_bridge):
+    """More overdue assignments than one batch: every one planned once, in several chunks."""
+    bridge = any_bridge
+    ehr = bridge.connectors["ehr"]
+    count = bridge.settings.scheduler.batch_size * 2 + 3
+    seed(ehr, *[patient(f"p{i}", f"+1312555{5000 + i}") for i in range(count)])
+    for i in range(count):
+        ehr.assign(assignment(f"hw-{i}", bridge.clock.now(), patient_ext=f"p{i}"))
+    bridge.poll("ehr")
+    bridge.clock.advance(timedelta(days=9))
+
+    from bridge.writeback import plan_missed_notes
+
+    assert plan_missed_notes(bridge.engine, bridge.settings, bridge.clock.now()) == count
+    assert plan_missed_notes(bridge.engine, bridge.settings, bridge.clock.now()) == 0
+    with Session(bridge.engine) as s:
+        notes = s.exec(select(WriteBack).where(WriteBack.kind == "missed")).all()
+        overdue = s.exec(select(Assignment).where(Assignment.business_status == "overdue")).all()
+    assert len(notes) == count and len({n.assignment_id for n in notes}) == count
+    assert len(overdue) == count
+    assert all('"code":"overdue"' in a.task_json for a in overdue)
