@@ -153,8 +153,8 @@ class MessageSettings(_Section):
 class SchedulerSettings(_Section):
     dispatch_interval_seconds: float = Field(30, gt=0)
     writeback_interval_seconds: float = Field(60, gt=0)
-    batch_size: int = Field(100, ge=1, le=5000)
-    send_concurrency: int = Field(8, ge=1, le=64)
+    batch_size: int = Field(200, ge=1, le=5000)
+    send_concurrency: int = Field(20, ge=1, le=64)
     lease_seconds: float = Field(120, gt=0)
     max_send_attempts: int = Field(5, ge=1)
     retry_backoff_seconds: float = Field(300, gt=0)

@@ -66,7 +66,6 @@ def make_channel(sleeps):
         channel = TwilioSmsChannel(
             settings(**overrides),
             status_callback_base=status_callback_base,
-            http=httpx.Client(),
             policy=RetryPolicy(sleep=sleeps),
         )
         made.append(channel)
@@ -445,7 +444,7 @@ def test_concurrent_sends_each_borrow_a_client_and_reuse_them(twilio):
     assert len(channel.idle) == senders
     made = list(channel.clients)
     channel.close()
-    assert all(c.is_closed for c in made) and channel.clients == [] and channel.idle == []
+    assert all(c.closed for c in made) and channel.clients == [] and channel.idle == []
 
 
 def test_close_closes_every_client_it_made(twilio):
@@ -454,7 +453,7 @@ def test_close_closes_every_client_it_made(twilio):
     channel.send(outbound())
     made = list(channel.clients)
     channel.close()
-    assert made and all(client.is_closed for client in made)
+    assert made and all(client.closed for client in made)
 
 
 def test_an_accepted_message_without_a_readable_sid_counts_as_sent(twilio, make_channel):
@@ -465,3 +464,16 @@ def test_an_accepted_message_without_a_readable_sid_counts_as_sent(twilio, make_
 
     assert result == SendResult(provider_message_id=None)
     assert route.call_count == 1
+
+
+def test_a_client_given_by_the_caller_is_used_for_every_send(twilio):
+    route = twilio.post(MESSAGES_URL).mock(return_value=created())
+    given = httpx.Client()
+    channel = TwilioSmsChannel(settings(), status_callback_base=CALLBACK_BASE, http=given)
+
+    assert channel.send(outbound(3)).provider_message_id == MESSAGE_SID
+
+    assert channel.clients == []  # none of its own
+    assert_valid_create_message(route.calls.last.request)
+    channel.close()
+    assert given.is_closed
