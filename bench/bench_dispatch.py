@@ -166,6 +166,14 @@ def claim_rate(engine, batch: int) -> float:
     return total / (time.perf_counter() - start)
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies over all cores, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def drain(replicas: int, url: str, mock: Mock, args, work: Path, expected: int) -> dict:
     """Start ``replicas`` bridge processes; time the backlog at the stand-in."""
     mock.reset()
@@ -185,11 +193,16 @@ def drain(replicas: int, url: str, mock: Mock, args, work: Path, expected: int) 
             ))  # fmt: skip
         deadline = time.monotonic() + args.timeout
         stats = mock.stats()
+        while stats["first"] is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            stats = mock.stats()
+        busy0, total0 = cpu_ticks()
         while stats["distinct"] < expected and time.monotonic() < deadline:
             if any(p.poll() is not None for p in procs):
                 raise SystemExit(f"a replica exited; see {work}")
             time.sleep(0.5)
             stats = mock.stats()
+        busy1, total1 = cpu_ticks()
         time.sleep(2)  # anything sent twice would arrive now
         stats = mock.stats()
     finally:
@@ -206,7 +219,8 @@ def drain(replicas: int, url: str, mock: Mock, args, work: Path, expected: int) 
     return {"replicas": replicas, "received": stats["requests"], "distinct": stats["distinct"],
             "duplicates": stats["duplicates"], "seconds": seconds,
             "per_second": stats["distinct"] / seconds if seconds else 0.0,
-            "peak_in_flight": stats["peak_in_flight"]}  # fmt: skip
+            "peak_in_flight": stats["peak_in_flight"],
+            "machine_cpu_busy": (busy1 - busy0) / max(1, total1 - total0)}  # fmt: skip
 
 
 def main() -> None:
@@ -254,7 +268,8 @@ def main() -> None:
             rate, best = run["per_second"], ideal * replicas
             print(f"{replicas} replica(s), concurrency {c} each: {rate:.0f} reminders/s"
                   f" ({run['distinct']} in {run['seconds']:.1f} s, {run['duplicates']} duplicates;"
-                  f" ideal {best:.0f}/s, {rate / best:.0%})")  # fmt: skip
+                  f" ideal {best:.0f}/s, {rate / best:.0%};"
+                  f" all cores {run['machine_cpu_busy']:.0%} busy)")  # fmt: skip
         with engine.connect() as conn:
             unsent = conn.execute(
                 text("SELECT count(*) FROM reminder WHERE state NOT IN ('sent', 'delivered')")
@@ -289,6 +304,7 @@ def main() -> None:
         "claim_per_second": round(results["claim_per_second"], 1),
         "exactly_once": exact, "senders": results["senders"],
         "duplicates": [one["duplicates"], two["duplicates"]],
+        "cpu_busy": [round(one["machine_cpu_busy"], 3), round(two["machine_cpu_busy"], 3)],
     }))  # fmt: skip
 
 
