@@ -193,7 +193,10 @@ def _outbox_session(config: Path):
 
 
 @outbox_app.command("list")
-def outbox_list(config: Path = ConfigOption) -> None:
+def outbox_list(
+    config: Path = ConfigOption,
+    limit: int = typer.Option(500, min=1, help="At most this many of each kind, oldest first."),
+) -> None:
     """List failed (dead-letter) and retrying items, with their reasons."""
     from rich.table import Table
 
@@ -201,7 +204,7 @@ def outbox_list(config: Path = ConfigOption) -> None:
 
     scope, now = _outbox_session(config)
     with scope as session:
-        items = stuck(session, now)
+        items = stuck(session, now, limit)
     if not items:
         console.print("nothing is stuck")
         return

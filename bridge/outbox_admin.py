@@ -28,13 +28,15 @@ class StuckItem:
     reason: str | None
 
 
-def stuck(session: Session, now: datetime) -> list[StuckItem]:
+def stuck(session: Session, now: datetime, limit: int = 500) -> list[StuckItem]:
+    """The oldest ``limit`` stuck items of each kind: an outage can leave tens of thousands."""
     reminders = session.exec(
         select(Reminder, Assignment.external_id)
         .join(Assignment, Assignment.id == Reminder.assignment_id)
         .where(or_(col(Reminder.state).in_(["failed", "unknown"]),
                    (Reminder.state == "sending") & (col(Reminder.lease_until) < now)))
         .order_by(Reminder.id)
+        .limit(limit)
     ).all()  # fmt: skip
     writebacks = session.exec(
         select(WriteBack, Assignment.external_id)
@@ -42,6 +44,7 @@ def stuck(session: Session, now: datetime) -> list[StuckItem]:
         .where(or_(WriteBack.state == "failed",
                    (WriteBack.state == "pending") & (WriteBack.attempts > 0)))
         .order_by(WriteBack.id)
+        .limit(limit)
     ).all()  # fmt: skip
     return [
         StuckItem("reminder", r.id, ext, r.step, r.state, r.attempts, r.last_error)

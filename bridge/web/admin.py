@@ -35,10 +35,18 @@ async def list_outbox(request: Request) -> JSONResponse:
     if not _authorised(request):
         return DENIED
     bridge: Bridge = request.app.state.bridge
+    try:
+        limit = int(request.query_params.get("limit", "500"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 5000:
+        return JSONResponse({"error": "limit must be a whole number from 1 to 5000"},
+                            status_code=400)  # fmt: skip
 
     def load():
         with Session(bridge.engine) as session:
-            return [asdict(i) for i in outbox_admin.stuck(session, bridge.clock.now())]
+            items = outbox_admin.stuck(session, bridge.clock.now(), limit)
+            return [asdict(i) for i in items]
 
     return JSONResponse({"items": await run_in_threadpool(load)})
 

@@ -87,3 +87,23 @@ def test_outbox_command_lists_and_drops(dead, tmp_path):
         runner.invoke(cli, ["outbox", "list", "--config", str(config)]).output.strip()
         == "nothing is stuck"
     )
+
+
+def test_the_listing_is_bounded_and_a_bad_limit_is_refused(dead):
+    """An outage can leave thousands stuck: the list is the oldest N of each kind."""
+    with Session(dead.engine) as s:
+        wb = s.exec(select(WriteBack)).one()
+    from bridge.store.db import session_scope
+
+    with session_scope(dead.engine) as s:  # two more dead letters
+        for kind in ("missed", "other"):
+            s.add(WriteBack(assignment_id=wb.assignment_id, kind=kind, state="failed",
+                            due_at=wb.due_at, note_identifier=f"ehr:hw-1:{kind}", attempts=5,
+                            last_error="EHR 422", updated_at=wb.updated_at))  # fmt: skip
+    client = TestClient(create_app(dead))
+    items = client.get("/admin/outbox?limit=2", headers=auth()).json()["items"]
+    assert [i["id"] for i in items] == sorted(i["id"] for i in items) and len(items) == 2
+    assert len(client.get("/admin/outbox", headers=auth()).json()["items"]) == 3
+    for bad in ("0", "5001", "many"):
+        response = client.get(f"/admin/outbox?limit={bad}", headers=auth())
+        assert response.status_code == 400 and "limit" in response.json()["error"]
