@@ -70,6 +70,8 @@ def test_bridge_run_serves_health_on_a_migrated_database(store, tmp_path, reques
         assert response.status_code == 200
         assert response.json() == {"status": "ok", "database": "ok", "connectors": ["ehr"]}
         assert current_revision(make_engine(url)) == head_revision()
+        token = "AAAAAAAAAAAAAAAAAAAAAAAAAAAA"  # shaped like a client link's token
+        assert httpx.get(f"http://127.0.0.1:{port}/c/{token}", timeout=5).status_code in (403, 404)
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
@@ -77,6 +79,7 @@ def test_bridge_run_serves_health_on_a_migrated_database(store, tmp_path, reques
     assert proc.returncode in (0, -15), out
     assert "Application shutdown complete." in out
     assert "Traceback" not in out
+    assert "/c/" not in out  # no access log: request lines would carry client-link tokens
 
 
 def test_bridge_run_refuses_a_bad_config_before_touching_anything(tmp_path):
