@@ -15,7 +15,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from bridge.config import Settings
-from bridge.contacts import normalise_phone, sender_hash
+from bridge.contacts import normalise_phone, sender_hash, sender_key
 from bridge.domain import (
     BusinessStatus,
     CompletionData,
@@ -249,7 +249,7 @@ def handle_inbound_sms(
     record = InboundMessage(
         provider="twilio",
         provider_message_id=message_sid,
-        sender_hash=sender_hash(sender),
+        sender_hash=sender_hash(sender, sender_key(_secret(settings))),
         intent=reply.intent.value,
         outcome="rejected",
         received_at=now,
@@ -324,3 +324,8 @@ def handle_inbound_sms(
     record.assignment_id = target.id
     record.outcome = "applied"
     return InboundResult("applied", reply=answer("ack_reported", status=status.value))
+
+
+def _secret(settings: Settings) -> str | None:
+    secret = settings.security.secret_key
+    return secret.get_secret_value() if secret else None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
+import secrets
 
 import phonenumbers
 
@@ -37,6 +39,20 @@ def mask_phone(e164: str | None) -> str:
     return f"{e164[:2]}•••••{e164[-2:]}"
 
 
-def sender_hash(value: str) -> str:
+_PROCESS_KEY = secrets.token_bytes(32)
+
+
+def sender_key(secret: str | None) -> bytes:
+    """The key for sender hashes: from ``security.secret_key``, else this process's own.
+
+    Phone numbers are few enough to hash them all, so a plain hash would give the number
+    back; keyed, the hash is useless without the practice's secret.
+    """
+    if not secret:
+        return _PROCESS_KEY  # development: comparable only within one process
+    return hashlib.sha256(b"homework-bridge/senders/" + secret.encode()).digest()
+
+
+def sender_hash(value: str, key: bytes) -> str:
     """Keeps who sent an unmatched reply comparable without storing the number."""
-    return hashlib.sha256(value.encode()).hexdigest()
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()

@@ -568,3 +568,19 @@ def test_connector_webhooks_are_parsed_off_the_event_loop(bridge, client, in_ehr
         headers={"X-Bridge-Signature": bridge_signature(bridge, body)},
     )
     assert response.status_code == 200 and seen == ["worker thread"]
+
+
+def test_an_unmatched_sender_is_kept_only_as_a_keyed_hash(bridge, client):
+    import hashlib
+
+    from bridge.contacts import sender_hash, sender_key
+
+    stranger = "+13125559999"
+    text_in(client, "DONE", "SM" + "9" * 32, sender=stranger)
+
+    record = one(bridge, InboundMessage)
+    assert record.outcome == "rejected"
+    assert record.sender_hash != hashlib.sha256(stranger.encode()).hexdigest()
+    secret = bridge.settings.security.secret_key
+    key = sender_key(secret.get_secret_value() if secret else None)
+    assert record.sender_hash == sender_hash(stranger, key)
