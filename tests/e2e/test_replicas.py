@@ -47,6 +47,7 @@ class StandInTwilio:
         self.app = FastAPI()
         self.app.post("/2010-04-01/Accounts/{account}/Messages.json")(self.create)
         self.callbacks: set[asyncio.Task] = set()
+        self.client: httpx.AsyncClient | None = None
 
     async def create(self, account: str, request: Request) -> Response:
         form = dict((await request.form()).items())
@@ -72,10 +73,13 @@ class StandInTwilio:
     async def call_back(self, url: str, sid: str) -> None:
         form = {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": SID}
         signature = RequestValidator(TOKEN).compute_signature(url, form)
+        if self.client is None:  # one client: making one per callback costs more than the call
+            self.client = httpx.AsyncClient(timeout=5)
         for _ in range(20):
             try:
-                async with httpx.AsyncClient(timeout=5) as client:
-                    r = await client.post(url, data=form, headers={"X-Twilio-Signature": signature})
+                r = await self.client.post(
+                    url, data=form, headers={"X-Twilio-Signature": signature}
+                )
                 if r.status_code < 500:
                     return
             except httpx.TransportError:
