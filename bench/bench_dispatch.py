@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +40,7 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import describe, free_port, machine, stop  # noqa: E402
 from bench.seed import drop_database, fresh_database, reset_reminders, seed_assignments  # noqa: E402
 from bridge.channels.base import OutboundMessage  # noqa: E402
 from bridge.channels.twilio_sms import TwilioSmsChannel  # noqa: E402
@@ -71,22 +70,6 @@ scheduler:
   send_concurrency: {concurrency}
 security: {{secret_key: "bench-secret-key-0123456789abcdef"}}
 """
-
-
-def machine() -> dict:
-    mem = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal"):
-                mem = int(line.split()[1]) // 1024
-    return {"platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "memory_mib": mem}  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def daytime_zone(now: datetime) -> str:
@@ -123,8 +106,8 @@ class Mock:
         httpx.post(f"{self.base}/reset", timeout=5)
 
     def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        stop(self.proc)
+        self.out.close()
 
 
 def senders(mock: Mock, concurrency: int, latency: float, shared: bool) -> float:
@@ -207,12 +190,9 @@ def drain(replicas: int, url: str, mock: Mock, args, work: Path, expected: int) 
         stats = mock.stats()
     finally:
         for p in procs:
-            p.terminate()
+            p.terminate()  # all at once: they shut down in parallel
         for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            stop(p)
         for log in logs:
             log.close()
     seconds = (stats["last"] - stats["first"]) if stats["first"] else float("nan")
@@ -284,7 +264,7 @@ def main() -> None:
     speedup = two["per_second"] / one["per_second"] if one["per_second"] else 0.0
     exact = all(r["distinct"] == n and r["duplicates"] == 0 for r in (one, two)) and unsent == 0
     print()
-    print(f"machine: {machine()}")
+    print(f"machine: {describe(machine())}")
     print(f"one replica: {one['per_second']:.0f}/s = {per_replica:.0%} of ideal {ideal:.0f}/s"
           f" (target >= 80%): {'PASS' if per_replica >= 0.8 else 'MISS'}")  # fmt: skip
     print(f"two replicas: {two['per_second']:.0f}/s = {speedup:.2f}x one (target >= 1.8x): "

@@ -24,7 +24,8 @@ e. Import costs: each heavy module's RSS, imported alone in a fresh interpreter 
 
 ``--overdue N`` adds a scenario: N open assignments already past due plus the missed-note
 grace (their reminders cancelled, so only write-back has work); the replica's write-back
-plans a "missed" note for each in one transaction, and we report its peak RSS.
+plans a "missed" note for each (in chunks of scheduler.batch_size), and we report its
+peak RSS.
 
 Run: ``python bench/bench_memory.py [--assignments 100000]``. The last line is one JSON
 object; keys ending ``_bytes`` are bytes, ``_mib`` are MiB (2**20 bytes).
@@ -35,9 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import describe, free_port, machine, stop  # noqa: E402
 from bench.seed import admin_url, drop_database, fresh_database, seed_assignments  # noqa: E402
 
 MIB = 1 << 20
@@ -316,14 +316,6 @@ def sample(proc: subprocess.Popen, seconds: float, every: float) -> dict[str, in
     }
 
 
-def total_ram() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def mib(n: float) -> float:
     return round(n / MIB, 1)
 
@@ -358,13 +350,7 @@ class Procs:
         return proc
 
     def stop(self, proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
         if proc in self.running:
             self.running.remove(proc)
 
@@ -403,12 +389,6 @@ def wait_healthy(proc: subprocess.Popen, url: str, limit: float = 90) -> float:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} not ready in {limit:g}s")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def commits(database: str) -> int:
@@ -615,10 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     idle_pass = idle_delta <= IDLE_TARGET_MIB * MIB
     loaded_pass = loaded["hwm_bytes"] < LOADED_TARGET_BYTES
 
-    print(
-        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
-        f"{sys.version.split()[0]}, {total_ram() / 2**30:.1f} GiB RAM"
-    )
+    print(f"machine: {describe(machine())}")
     print(
         f"replicas: sandbox connector, console SMS, PostgreSQL, jobs every {args.interval:g}s; "
         f"sampled every {args.every:g}s for {args.sample:g}s after {args.settle:g}s of jobs"
@@ -693,12 +670,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "benchmark": "memory",
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "total_ram_bytes": total_ram(),
-        },
+        "machine": machine(),
         "assignments": args.assignments,
         "interval_seconds": args.interval,
         "replica_env": args.replica_env,

@@ -20,8 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from twilio.request_validator import RequestValidator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import describe, free_port, machine, stop  # noqa: E402
 from bench.loadgen import blast, form_request  # noqa: E402
 from bench.seed import drop_database, fresh_database, seed_assignments  # noqa: E402
 
@@ -86,12 +85,6 @@ def serve(kind: str, config: Path, port: int) -> None:
     serve_like_a_replica(app, "127.0.0.1", port)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(kind: str, config: Path, port: int, log: Path) -> subprocess.Popen:
     out = open(log, "w")  # noqa: SIM115 - a pipe nobody reads would fill and stall the server
     proc = subprocess.Popen(
@@ -107,14 +100,6 @@ def start(kind: str, config: Path, port: int, log: Path) -> subprocess.Popen:
             time.sleep(0.1)
     proc.kill()
     raise SystemExit(f"{kind} server did not start; see {log}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def callbacks(port: int, ids: list[int], status: str) -> list[bytes]:
@@ -133,16 +118,6 @@ def callbacks(port: int, ids: list[int], status: str) -> list[bytes]:
         signature = validator.compute_signature(f"http://{host}{path}", form)
         out.append(form_request(host, path, form, {"X-Twilio-Signature": signature}))
     return out
-
-
-def machine() -> dict:
-    mem = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal"):
-                mem = int(line.split()[1]) // 1024
-    return {"platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "memory_mib": mem}  # fmt: skip
 
 
 def main() -> None:
@@ -207,7 +182,7 @@ def main() -> None:
     ratio = bridge / bare
     durable = delivered == n * args.rounds and statuses["bridge"] == {204: n}
     print()
-    print(f"machine: {machine()}")
+    print(f"machine: {describe(machine())}")
     print(f"bare FastAPI endpoint (await request.form()): {bare:8.0f} /s")
     print(f"bridge, signed + recorded before 204:         {bridge:8.0f} /s")
     print(f"ratio: {ratio:.0%} (target >= 50%)  {'PASS' if ratio >= 0.5 else 'MISS'}")

@@ -8,9 +8,7 @@ against the assignment, consent and quiet hours as they are now. A row is marked
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -357,33 +355,6 @@ def _advance_funnel(session: Session, funnel: dict[int, BusinessStatus], now: da
         session.exec(update(Assignment), params=changes)  # type: ignore[call-overload]
 
 
-def dispatch_batch(engine, *, channels: dict[str, Channel], settings: Settings,
-                   renderer: Renderer, now: datetime, worker: str, link_key: LinkKey,
-                   pool: Executor | None = None) -> DispatchStats:  # fmt: skip
-    """Claim one batch, send it, record every outcome."""
-    stats = DispatchStats()
-    batch = claim_batch(engine, channels=channels, settings=settings, now=now, worker=worker,
-                        stats=stats)  # fmt: skip
-    if batch is None:
-        return stats
-    messages = render_batch(engine, batch, settings=settings, renderer=renderer, now=now,
-                            link_key=link_key)  # fmt: skip
-    with _senders(settings, pool) as senders:
-        submit_batch(batch, messages, senders, channels)
-        record_batch(engine, batch, settings=settings, now=now, worker=worker, stats=stats)
-    return stats
-
-
-@contextmanager
-def _senders(settings: Settings, pool: Executor | None) -> Iterator[Executor]:
-    if pool is not None:
-        yield pool
-        return
-    with ThreadPoolExecutor(max_workers=settings.scheduler.send_concurrency,
-                            thread_name_prefix="send") as own:  # fmt: skip
-        yield own
-
-
 def dispatch_due(
     engine,
     *,
@@ -393,7 +364,6 @@ def dispatch_due(
     now: datetime,
     worker: str,
     link_key: LinkKey,
-    pool: Executor | None = None,
 ) -> DispatchStats:
     """Drain every reminder due now, batch after batch, with the senders never idle.
 
@@ -403,7 +373,8 @@ def dispatch_due(
     """
     common = {"settings": settings, "now": now}
     total = DispatchStats()
-    with _senders(settings, pool) as senders:
+    with ThreadPoolExecutor(max_workers=settings.scheduler.send_concurrency,
+                            thread_name_prefix="send") as senders:  # fmt: skip
         in_flight: Batch | None = None
         try:
             while True:

@@ -29,6 +29,16 @@ STATUS_STATES = {
 }
 
 
+FIELDS = (
+    "id",
+    "state",
+    "provider_message_id",
+    "attempts",
+    "sent_at",
+    "assignment_id",
+)  # what settle() reads
+
+
 @dataclass(frozen=True)
 class StatusCallback:
     reminder_id: int
@@ -78,9 +88,6 @@ def apply_status_callbacks(session: Session, callbacks: list[StatusCallback], *,
             params,
         )
     return outcomes
-
-
-FIELDS = ("id", "state", "provider_message_id", "attempts", "sent_at", "assignment_id")
 
 
 def settle(row: dict | None, callback: StatusCallback, settings: Settings,

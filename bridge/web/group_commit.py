@@ -46,7 +46,7 @@ class GroupCommit(Generic[Item, Result]):
         self.max_batch = max_batch
         self.pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self.worker: asyncio.Task | None = None
-        self.batches = 0  # how many transactions it took; read by tests and benchmarks
+        self.batches = 0  # how many transactions it took (tests read it)
         self.items = 0
 
     async def submit(self, item: Item) -> Result:
